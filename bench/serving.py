@@ -1,0 +1,366 @@
+# ruff: noqa: E501
+"""Serving benchmark: model floor, model cost ratio, open-loop latency, batch throughput.
+
+One command (not part of the tests)::
+
+    uv run --frozen --all-extras python bench/serving.py --model PACKAGE_DIR --data ATTEMPTS
+
+``--data`` is a labelled attempts file: its feature state is materialized into a throwaway
+redis-server (or ``--redis-url``) and its last rows are the requests. Prints every figure with
+its ratio to the floor measured in the same run. Loopback only; every call has a timeout and
+the whole run a deadline (``--deadline``), so a stuck server fails the run instead of hanging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import grpc
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bento"))
+sys.path.insert(0, str(ROOT))
+
+from approval.v1 import approval_pb2 as pb  # noqa: E402
+from approval.v1 import approval_pb2_grpc as pb_grpc  # noqa: E402
+
+from approvals import features  # noqa: E402
+from approvals.contract import read_attempts  # noqa: E402
+from approvals.features.state import build_state  # noqa: E402
+from approvals.materialize import materialize  # noqa: E402
+from approvals.package import ModelPackage  # noqa: E402
+from approvals.settings import RedisSettings  # noqa: E402
+from tests.bento.clients import attempt_message  # noqa: E402
+from tests.bento.conftest import attempt_json  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+
+CALL_TIMEOUT_S = 5.0
+RATES = (100, 300, 600)
+
+
+def per_row_us(fn: Callable[[np.ndarray], object], x: np.ndarray, repeat: int) -> float:
+    """Median microseconds per row of ``fn(x)`` over ``repeat`` runs (after one warm-up)."""
+    fn(x)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / len(x) * 1e6
+
+
+def model_floor(package: ModelPackage, x: np.ndarray) -> None:
+    """Raw ``Booster.predict`` per row against the service's model call (linear + trees + calibrator)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    one = x[:1].copy()
+
+    def raw(m: np.ndarray) -> object:
+        return package.booster.predict(m, raw_score=True, num_threads=1)
+
+    raw_1, raw_b = per_row_us(raw, one, 3000), per_row_us(raw, x, 100)
+    pkg_1, pkg_b = per_row_us(package.predict, one, 3000), per_row_us(package.predict, x, 100)
+    print(f"raw Booster.predict   single {raw_1:8.1f} us/row   batch({len(x)}) {raw_b:6.2f} us/row")
+    print(f"service model call    single {pkg_1:8.1f} us/row   batch({len(x)}) {pkg_b:6.2f} us/row")
+    print(
+        f"model cost ratio      single {pkg_1 / raw_1:8.2f} x        batch       {pkg_b / raw_b:6.2f} x"
+    )
+
+
+@dataclass
+class Outcome:
+    """Latencies (ms) of the answered calls and counts of everything else."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    degraded: int = 0
+
+    def fail(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def line(self) -> str:
+        lat = np.array(self.latencies)
+        p50, p99 = np.percentile(lat, [50, 99]) if len(lat) else (np.nan, np.nan)
+        errors = sum(self.errors.values())
+        detail = f" {self.errors}" if errors else ""
+        return f"p50 {p50:6.2f} ms   p99 {p99:7.2f} ms   ok {len(lat):5d}   errors {errors}{detail}   degraded {self.degraded}"
+
+
+Send = Callable[[int], Awaitable[bool]]  # request number -> degraded flag of the answer
+
+
+async def open_loop(send: Send, rps: int, seconds: float) -> Outcome:
+    """Start calls at a fixed rate whatever the answers; wait for them at most CALL_TIMEOUT_S."""
+    outcome = Outcome()
+
+    async def one(i: int) -> None:
+        start = time.perf_counter()
+        try:
+            degraded = await asyncio.wait_for(send(i), CALL_TIMEOUT_S)
+        except TimeoutError:
+            outcome.fail("timeout")
+        except Exception as exc:  # every failure is counted by kind, none stops the run
+            outcome.fail(_kind(exc))
+        else:
+            outcome.latencies.append((time.perf_counter() - start) * 1e3)
+            outcome.degraded += int(degraded)
+
+    tasks, t0 = [], time.perf_counter()
+    for i in range(int(rps * seconds)):
+        delay = t0 + i / rps - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    _, pending = await asyncio.wait(tasks, timeout=CALL_TIMEOUT_S + 1)
+    for task in pending:
+        task.cancel()
+        outcome.fail("unfinished")
+    return outcome
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code().name
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    return type(exc).__name__
+
+
+@dataclass
+class Clients:
+    """One HTTP session and one gRPC channel to the served bento, with request bodies."""
+
+    http: aiohttp.ClientSession
+    base: str
+    stub: pb_grpc.ApprovalServiceStub
+    bodies: list[dict[str, object]]
+    messages: list[pb.ScoreRequest]
+
+    async def score_http(self, i: int) -> bool:
+        body = self.bodies[i % len(self.bodies)]
+        async with self.http.post(f"{self.base}/score", json=body) as response:
+            response.raise_for_status()
+            return bool((await response.json())["degraded"])
+
+    async def score_grpc(self, i: int) -> bool:
+        message = self.messages[i % len(self.messages)]
+        return bool((await self.stub.Score(message, timeout=CALL_TIMEOUT_S)).degraded)
+
+
+async def batch_sizes(base: str) -> tuple[float, float]:
+    """(model calls, rows) so far, from the service's batch-size histogram."""
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        text = await response.text()
+    calls = rows = 0.0
+    for line in text.splitlines():
+        if line.startswith("approvals_model_batch_size_count"):
+            calls += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("approvals_model_batch_size_sum"):
+            rows += float(line.rsplit(" ", 1)[1])
+    return calls, rows
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the server process and its workers (load-independent cost)."""
+    import psutil
+
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+async def latency_table(
+    base: str, target: str, rows: list, seconds: float, pid: int, rates: tuple[int, ...]
+) -> None:
+    timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+    connector = aiohttp.TCPConnector(limit=1000)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, connector=connector) as http,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        clients = Clients(
+            http, base, pb_grpc.ApprovalServiceStub(channel),
+            [{"attempt": attempt_json(r)} for r in rows],
+            [pb.ScoreRequest(attempt=attempt_message(r)) for r in rows],
+        )  # fmt: skip
+        for send in (clients.score_http, clients.score_grpc):  # warm-up, not reported
+            await open_loop(send, 50, 3)
+        for rps in rates:
+            for name, send in (("http", clients.score_http), ("grpc", clients.score_grpc)):
+                before, cpu = await batch_sizes(base), server_cpu_s(pid)
+                outcome = await open_loop(send, rps, seconds)
+                cpu = (server_cpu_s(pid) - cpu) / max(1, int(rps * seconds)) * 1e3
+                after = await batch_sizes(base)
+                calls, rows_seen = after[0] - before[0], after[1] - before[1]
+                mean = rows_seen / calls if calls else float("nan")
+                print(
+                    f"Score {name:4s} {rps:4d} rps   {outcome.line()}   mean batch {mean:5.1f}"
+                    f"   server CPU {cpu:4.2f} ms/call"
+                )
+
+
+async def batch_throughput(
+    target: str, rows: list, seconds: float, pid: int, clients: int = 4
+) -> None:
+    request = pb.ScoreBatchRequest(attempts=[attempt_message(r) for r in rows[:1000]])
+    outcome = Outcome()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.ApprovalServiceStub(channel)
+        await stub.ScoreBatch(request, timeout=30)  # warm-up
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    answer = await stub.ScoreBatch(request, timeout=CALL_TIMEOUT_S)
+                except grpc.aio.AioRpcError as exc:
+                    outcome.fail(exc.code().name)
+                    continue
+                outcome.latencies.append((time.perf_counter() - start) * 1e3)
+                outcome.degraded += int(answer.degraded)
+
+        start, cpu = time.perf_counter(), server_cpu_s(pid)
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed, cpu = time.perf_counter() - start, server_cpu_s(pid) - cpu
+    answered = len(outcome.latencies) * len(request.attempts)
+    rate = answered / elapsed
+    print(f"ScoreBatch server CPU {cpu / max(answered, 1) * 1e6:.1f} us/attempt")
+    print(
+        f"ScoreBatch gRPC ({len(request.attempts)} per call, {clients} clients): {rate:,.0f} attempts/s   {outcome.line()}"
+    )
+
+
+@contextlib.contextmanager
+def process_group(args: list[str], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process in its own group, terminated (then killed) on the way out."""
+    proc = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"service not ready within {timeout}s")
+
+
+def wait_redis(url: str, timeout: float = 20) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if redis.Redis.from_url(url, socket_timeout=1).ping():
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"redis at {url} not answering within {timeout}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--redis-url")
+    parser.add_argument("--seconds", type=float, default=10, help="per rate and protocol")
+    parser.add_argument("--deadline", type=float, default=900, help="whole run, seconds")
+    args = parser.parse_args()
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench deadline")))
+    signal.alarm(int(args.deadline))
+
+    package = ModelPackage.load(args.model)
+    data = read_attempts(args.data, labels=True).sort_values("event_time")
+    requests = data.tail(2000).drop(columns=["approved", "response_code"])
+    state = build_state(data.iloc[: len(data) - 2000])
+    counts = features.counts_for(requests, None, state)
+    x = features.matrix(counts, features.attempt_columns(requests), package.spec)
+    model_floor(package, x[:1000])
+
+    with (
+        tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        url = args.redis_url
+        if url is None:
+            port = free_port()
+            redis_bin = shutil.which("redis-server") or "redis-server"
+            redis_args = [
+                redis_bin,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                tmp,
+            ]
+            stack.enter_context(process_group(redis_args, stdout=subprocess.DEVNULL))
+            url = f"redis://127.0.0.1:{port}/0"
+            wait_redis(url)
+        materialize(state, RedisSettings(url=url))
+        http_port, grpc_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "APPROVALS_MODEL_DIR": str(args.model.resolve()),
+            "APPROVALS_REDIS_URL": url,
+            "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
+            "GRPC_PORT": str(grpc_port),
+            "BENTOML_HOME": str(Path(tmp) / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
+        serve = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:Approvals",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(http_port),
+        ]
+        log = stack.enter_context((Path(tmp) / "serve.log").open("wb"))
+        proc = stack.enter_context(
+            process_group(serve, cwd=ROOT / "bento", env=env, stdout=log, stderr=subprocess.STDOUT)
+        )
+        base = f"http://127.0.0.1:{http_port}"
+        wait_ready(base, proc)
+        rows = [r for _, r in requests.iterrows()]
+        target = f"127.0.0.1:{grpc_port}"
+        # the overload rate last: it leaves the batcher's latency model inflated for a while
+        asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[:-1]))
+        asyncio.run(batch_throughput(target, rows, args.seconds, proc.pid))
+        asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[-1:]))
+    signal.alarm(0)
+
+
+if __name__ == "__main__":
+    main()

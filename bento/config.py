@@ -1,0 +1,51 @@
+"""Typed settings of the serving process, read once from the environment at service start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BAKED_MODEL = Path(__file__).resolve().parent / "model"
+MAX_BATCH_SIZE = 2000  # rows; measured in docs/serving.md
+MAX_LATENCY_MS = 1000  # shedding deadline of the batcher; measured in docs/serving.md
+
+
+class ServingSettings(BaseSettings):
+    """How the service runs.
+
+    Attributes:
+        model_dir: model package directory (``APPROVALS_MODEL_DIR``); default: the package
+            baked into the bento at ``model/``.
+        grpc_port: gRPC port (``GRPC_PORT``, default 50051).
+        grpc_host: gRPC bind address.
+        max_inflight: calls admitted at once; beyond, HTTP 429 / gRPC RESOURCE_EXHAUSTED.
+        max_batch_size: most attempts (rows) in one batch of the adaptive batcher.
+        max_latency_ms: queueing deadline of the batcher; past it calls are shed (HTTP 429 /
+            gRPC RESOURCE_EXHAUSTED).
+        max_concurrent_batches: batches in progress at once (a batch awaiting Redis lets the
+            next one compute).
+        costs: cost configuration YAML (default: the one packaged with approvals).
+        shutdown_grace_s: time in-flight gRPC calls get to finish on shutdown.
+        require_redis: if true, ``/readyz`` fails while the online store is unreachable;
+            by default degraded answers are accepted and the pod stays ready.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="APPROVALS_", frozen=True, extra="ignore")
+
+    model_dir: Path = BAKED_MODEL
+    grpc_port: int = Field(
+        default=50051,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("GRPC_PORT", "APPROVALS_GRPC_PORT"),
+    )
+    grpc_host: str = "[::]"
+    max_inflight: int = Field(default=256, ge=1, le=100_000)
+    max_batch_size: int = Field(default=MAX_BATCH_SIZE, ge=1, le=100_000)
+    max_latency_ms: int = Field(default=MAX_LATENCY_MS, ge=1, le=60_000)
+    max_concurrent_batches: int = Field(default=2, ge=1, le=64)
+    costs: Path | None = None
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
+    require_redis: bool = False

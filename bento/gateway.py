@@ -1,0 +1,171 @@
+"""The protocol-independent front of the service: admission, metrics, logs, engine calls.
+
+Both the HTTP API (``service.py``) and the gRPC servicer (``grpc_server.py``) call a
+:class:`Gateway` with validated request models, so the two protocols share one code path down
+to the adaptive batcher. Protocol adapters only translate requests, answers and the two
+exceptions raised here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from schemas import (
+    AdviseRetryRequest,
+    AdviseRetryResponse,
+    AttemptScore,
+    RankedRouteOut,
+    RankRoutesRequest,
+    RankRoutesResponse,
+    ScoreBatchRequest,
+    ScoreBatchResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from telemetry import Metrics, log_event
+
+from approvals.serving import Engine
+
+Answer = TypeVar("Answer")
+Protocol = str  # "http" or "grpc"
+
+
+class OverloadedError(Exception):
+    """The service is at capacity: answer HTTP 429 / gRPC RESOURCE_EXHAUSTED, retry later."""
+
+
+@dataclass
+class Admission:
+    """Bounded in-flight calls per process; beyond ``limit`` calls are refused at once.
+
+    Refusing early keeps latency bounded for admitted calls and lets clients back off, instead
+    of queueing until BentoML's own limits answer 503.
+    """
+
+    limit: int
+    inflight: int = field(default=0, init=False)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one in-flight slot for the duration of a call.
+
+        Raises:
+            OverloadedError: every slot is taken.
+        """
+        if self.inflight >= self.limit:
+            raise OverloadedError(f"{self.inflight} calls in flight (limit {self.limit})")
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+
+
+@dataclass
+class Gateway:
+    """Answers the four calls of the API for either protocol."""
+
+    engine: Engine
+    admission: Admission
+    metrics: Metrics
+
+    async def score(self, request: ScoreRequest, protocol: Protocol) -> ScoreResponse:
+        """One attempt -> calibrated probability."""
+
+        async def run() -> ScoreResponse:
+            scores = await self.engine.score([request.attempt])
+            self._count_degraded("score", protocol, scores.degraded)
+            return ScoreResponse(
+                attempt_id=request.attempt.attempt_id, p_approve=float(scores.p[0]),
+                model_version=self.engine.model_version, degraded=scores.degraded,
+            )  # fmt: skip
+
+        return await self._call("score", protocol, 1, run)
+
+    async def score_batch(
+        self, request: ScoreBatchRequest, protocol: Protocol
+    ) -> ScoreBatchResponse:
+        """Many attempts -> probabilities in request order."""
+
+        async def run() -> ScoreBatchResponse:
+            scores = await self.engine.score(request.attempts)
+            self._count_degraded("score_batch", protocol, scores.degraded)
+            rows = [
+                AttemptScore(attempt_id=a.attempt_id, p_approve=p)
+                for a, p in zip(request.attempts, scores.p.tolist(), strict=True)
+            ]
+            return ScoreBatchResponse(
+                scores=rows, model_version=self.engine.model_version, degraded=scores.degraded
+            )
+
+        return await self._call("score_batch", protocol, len(request.attempts), run)
+
+    async def rank_routes(
+        self, request: RankRoutesRequest, protocol: Protocol
+    ) -> RankRoutesResponse:
+        """Candidate routes ranked by expected value."""
+
+        async def run() -> RankRoutesResponse:
+            ranked, degraded = await self.engine.rank_routes(request.attempt, request.route_ids)
+            self._count_degraded("rank_routes", protocol, degraded)
+            routes = [
+                RankedRouteOut(route_id=r.route_id, p_approve=r.p_approve,
+                               expected_value=r.expected_value)
+                for r in ranked
+            ]  # fmt: skip
+            return RankRoutesResponse(
+                routes=routes, model_version=self.engine.model_version, degraded=degraded
+            )
+
+        return await self._call("rank_routes", protocol, len(request.route_ids), run)
+
+    async def advise_retry(
+        self, request: AdviseRetryRequest, protocol: Protocol
+    ) -> AdviseRetryResponse:
+        """Stop, or retry with route, delay and corrections."""
+
+        async def run() -> AdviseRetryResponse:
+            advice, degraded = await self.engine.advise_retry(
+                request.attempt, request.decline(), request.options()
+            )
+            self._count_degraded("advise_retry", protocol, degraded)
+            return AdviseRetryResponse(
+                **advice.to_dict(), model_version=self.engine.model_version, degraded=degraded
+            )
+
+        return await self._call("advise_retry", protocol, 1, run)
+
+    def _count_degraded(self, endpoint: str, protocol: Protocol, degraded: bool) -> None:
+        if degraded:
+            self.metrics.degraded.labels(endpoint=endpoint, protocol=protocol).inc()
+
+    async def _call(
+        self, endpoint: str, protocol: Protocol, size: int, run: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            with self.admission.slot():
+                return await run()
+        except OverloadedError:
+            outcome = "overloaded"
+            raise
+        except Exception as exc:
+            outcome = "error"
+            log_event(
+                "call failed", logging.ERROR, endpoint=endpoint, protocol=protocol, size=size,
+                error=type(exc).__name__,
+            )  # fmt: skip
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            labels = {"endpoint": endpoint, "protocol": protocol}
+            self.metrics.latency.labels(**labels).observe(elapsed)
+            self.metrics.requests.labels(**labels, outcome=outcome).inc()
+            if outcome != "ok":
+                self.metrics.errors.labels(**labels, kind=outcome).inc()

@@ -1,0 +1,195 @@
+"""The gRPC face of the service: ``approval.v1.ApprovalService`` on its own port.
+
+Why a ``grpc.aio`` server inside the BentoML front-end process: the ``@bentoml.service`` API
+serves HTTP only, and BentoML's legacy ``serve-grpc`` needs grpcio 1.62, which the Pulumi SDK's
+grpcio >= 1.68 excludes. Started from the service's startup hook, on the same event loop as the
+HTTP API, the servicer calls the same :class:`~gateway.Gateway` as HTTP does, so both protocols
+share validation, admission, metrics and the adaptive batcher of the scorer service.
+
+Requests are translated field by field (no ``MessageToDict``: it costs more than scoring) into
+the pydantic models of :mod:`schemas`; a validation error becomes ``INVALID_ARGUMENT`` naming
+the field, :class:`~gateway.OverloadedError` becomes ``RESOURCE_EXHAUSTED``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import Any, TypeVar
+
+import grpc
+from approval.v1 import approval_pb2 as pb
+from approval.v1 import approval_pb2_grpc as pb_grpc
+from gateway import Gateway, OverloadedError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from pydantic import BaseModel, ValidationError
+from schemas import (
+    AdviseRetryRequest,
+    RankRoutesRequest,
+    ScoreBatchRequest,
+    ScoreRequest,
+)
+from telemetry import log_event
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApprovalService"].full_name
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+Req = TypeVar("Req", bound=BaseModel)
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """A request message as the dict its pydantic model validates.
+
+    Fields with presence (sub-messages, ``optional`` scalars) appear only when set, so an unset
+    ``attempt`` or ``event_time`` is reported as missing; ``Timestamp`` becomes an aware
+    ``datetime``; plain scalars keep their proto3 defaults ("" or 0), which validation rejects
+    by name where the contract forbids them.
+    """
+    out: dict[str, Any] = {}
+    for name, kind in _plan(message.DESCRIPTOR):
+        if kind is _Kind.SCALAR:
+            out[name] = getattr(message, name)
+        elif kind is _Kind.REPEATED_MESSAGE:
+            out[name] = [message_to_dict(v) for v in getattr(message, name)]
+        elif kind is _Kind.REPEATED:
+            out[name] = list(getattr(message, name))
+        elif not message.HasField(name):
+            continue
+        elif kind is _Kind.TIMESTAMP:
+            out[name] = getattr(message, name).ToDatetime(tzinfo=UTC)
+        elif kind is _Kind.MESSAGE:
+            out[name] = message_to_dict(getattr(message, name))
+        else:
+            out[name] = getattr(message, name)
+    return out
+
+
+class _Kind(enum.Enum):
+    SCALAR = "scalar"  # no presence: always present, proto3 default when unset
+    OPTIONAL = "optional"  # scalar with presence
+    MESSAGE = "message"
+    TIMESTAMP = "timestamp"
+    REPEATED = "repeated"
+    REPEATED_MESSAGE = "repeated_message"
+
+
+@functools.cache
+def _plan(descriptor: Any) -> tuple[tuple[str, _Kind], ...]:
+    """How to read each field of a message type (worked out once per type, not per message)."""
+    plan = []
+    for field in descriptor.fields:
+        is_message = field.type == FieldDescriptor.TYPE_MESSAGE
+        if field.label == FieldDescriptor.LABEL_REPEATED:
+            kind = _Kind.REPEATED_MESSAGE if is_message else _Kind.REPEATED
+        elif is_message and field.message_type.full_name == "google.protobuf.Timestamp":
+            kind = _Kind.TIMESTAMP
+        elif is_message:
+            kind = _Kind.MESSAGE
+        else:
+            kind = _Kind.OPTIONAL if field.has_presence else _Kind.SCALAR
+        plan.append((field.name, kind))
+    return tuple(plan)
+
+
+def describe(error: ValidationError) -> str:
+    """``field.path: message`` for every error, without the offending values."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "request"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
+    """Translates protobuf to the shared request models and back; no logic of its own."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        """Serve with ``gateway`` (the same one the HTTP API uses)."""
+        self.gateway = gateway
+
+    async def Score(self, request: pb.ScoreRequest, context: Any) -> pb.ScoreResponse:  # noqa: N802
+        """See ``approval.proto``."""
+        answer = await self._call(request, context, ScoreRequest, self.gateway.score)
+        return pb.ScoreResponse(**answer.model_dump())
+
+    async def ScoreBatch(  # noqa: N802
+        self, request: pb.ScoreBatchRequest, context: Any
+    ) -> pb.ScoreBatchResponse:
+        """See ``approval.proto``."""
+        answer = await self._call(request, context, ScoreBatchRequest, self.gateway.score_batch)
+        return pb.ScoreBatchResponse(**answer.model_dump())
+
+    async def RankRoutes(  # noqa: N802
+        self, request: pb.RankRoutesRequest, context: Any
+    ) -> pb.RankRoutesResponse:
+        """See ``approval.proto``."""
+        answer = await self._call(request, context, RankRoutesRequest, self.gateway.rank_routes)
+        return pb.RankRoutesResponse(**answer.model_dump())
+
+    async def AdviseRetry(  # noqa: N802
+        self, request: pb.AdviseRetryRequest, context: Any
+    ) -> pb.AdviseRetryResponse:
+        """See ``approval.proto``."""
+        answer = await self._call(request, context, AdviseRetryRequest, self.gateway.advise_retry)
+        return pb.AdviseRetryResponse(**answer.model_dump())
+
+    async def _call(
+        self,
+        request: Message,
+        context: grpc.aio.ServicerContext,
+        model: type[Req],
+        handler: Callable[[Req, str], Awaitable[Any]],
+    ) -> Any:
+        try:
+            parsed = model.model_validate(message_to_dict(request))
+        except ValidationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, describe(exc))
+        try:
+            return await handler(parsed, "grpc")
+        except OverloadedError as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
+
+def build_server(gateway: Gateway, port: int, host: str = "[::]") -> tuple[Any, Any]:
+    """A gRPC server with the approval service, health checking and reflection.
+
+    Returns:
+        ``(server, health_servicer)``; call ``await server.start()`` on the running loop.
+
+    Raises:
+        RuntimeError: the port could not be bound.
+    """
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail loudly
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    pb_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(gateway), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise RuntimeError(f"cannot bind gRPC port {port}")
+    return server, health_servicer
+
+
+async def start(server: Any, health_servicer: Any, port: int) -> None:
+    """Start serving and report SERVING for the whole server and the approval service."""
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log_event("grpc server started", port=port)
+
+
+async def stop(server: Any, health_servicer: Any, grace_seconds: float) -> None:
+    """Report NOT_SERVING, stop accepting calls, let in-flight calls finish within the grace."""
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_seconds)
+    log_event("grpc server stopped", logging.INFO, grace_seconds=grace_seconds)

@@ -1,0 +1,122 @@
+"""The approvals BentoML service: validation and wiring only.
+
+One service, one worker process: the HTTP API, and a gRPC server started from its startup
+hook on the same event loop. Both protocols go through one :class:`~gateway.Gateway` into one
+adaptive batcher (:mod:`batching`) whose every batch is one Redis read, one feature build and
+one model call. See
+``docs/serving.md`` for the design and the measurements behind the batching parameters.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+import grpc_server
+import telemetry
+from batching import Batcher
+from bentoml.exceptions import BentoMLException
+from config import ServingSettings
+from gateway import Admission, Gateway, OverloadedError
+from schemas import (
+    AdviseRetryRequest,
+    AdviseRetryResponse,
+    RankRoutesRequest,
+    RankRoutesResponse,
+    ScoreBatchRequest,
+    ScoreBatchResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+from approvals.costs import load_costs
+from approvals.features.online import OnlineFeatureStore
+from approvals.package import ModelPackage
+from approvals.serving import Engine, Pipeline, retry_threshold
+from approvals.settings import RedisSettings
+
+
+class TooManyRequests(BentoMLException):
+    """HTTP 429: the service is at capacity; retry with backoff."""
+
+    error_code = HTTPStatus.TOO_MANY_REQUESTS
+
+
+@bentoml.service(
+    name="approvals",
+    workers=1,
+    traffic={"timeout": 10},
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
+    # A log line per call costs more CPU than scoring it; /metrics counts every call and
+    # the gateway logs every failure.
+    logging={"access": {"enabled": False}},
+)
+class Approvals:
+    """Score, ScoreBatch, RankRoutes and AdviseRetry over HTTP and gRPC."""
+
+    def __init__(self) -> None:
+        self.settings = ServingSettings()
+        self.package = ModelPackage.load(self.settings.model_dir)
+        self.store = OnlineFeatureStore(RedisSettings())
+        metrics = telemetry.metrics()
+        self.batcher = Batcher(
+            Pipeline(self.package, self.store),
+            self.settings.max_batch_size,
+            self.settings.max_latency_ms,
+            self.settings.max_concurrent_batches,
+            on_batch=metrics.batch_size.observe,
+        )
+        engine = Engine(
+            model_version=self.package.model_version, predict=self.batcher,
+            costs=load_costs(self.settings.costs),
+            min_retry_probability=retry_threshold(self.package.manifest),
+        )  # fmt: skip
+        self.gateway = Gateway(engine, Admission(self.settings.max_inflight), metrics)
+        self.grpc: tuple[Any, Any] | None = None
+
+    @bentoml.on_startup
+    async def start_grpc(self) -> None:
+        """Serve gRPC on this worker's event loop, next to the HTTP API."""
+        port = self.settings.grpc_port
+        self.grpc = grpc_server.build_server(self.gateway, port, self.settings.grpc_host)
+        await grpc_server.start(*self.grpc, port)
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        """Drain in-flight gRPC calls, then close the online store's connections."""
+        if self.grpc is not None:
+            await grpc_server.stop(*self.grpc, self.settings.shutdown_grace_s)
+        self.batcher.shutdown()
+        await self.store.aclose()
+
+    def __is_ready__(self) -> bool:
+        """Model loaded (by construction), gRPC up, and Redis reachable unless degraded is ok."""
+        redis_ok = not self.settings.require_redis or self.store.breaker.state == "closed"
+        return self.grpc is not None and redis_ok
+
+    async def _http(self, call: Any, request: Any) -> Any:
+        try:
+            return await call(request, "http")
+        except OverloadedError as exc:
+            raise TooManyRequests(str(exc)) from exc
+
+    @bentoml.api(route="/score")
+    async def score(self, request: ScoreRequest, /) -> ScoreResponse:
+        """One attempt -> calibrated approval probability."""
+        return await self._http(self.gateway.score, request)
+
+    @bentoml.api(route="/score_batch")
+    async def score_batch(self, request: ScoreBatchRequest, /) -> ScoreBatchResponse:
+        """Up to 1000 attempts -> probabilities in request order."""
+        return await self._http(self.gateway.score_batch, request)
+
+    @bentoml.api(route="/rank_routes")
+    async def rank_routes(self, request: RankRoutesRequest, /) -> RankRoutesResponse:
+        """An attempt and candidate routes -> routes ranked by expected value."""
+        return await self._http(self.gateway.rank_routes, request)
+
+    @bentoml.api(route="/advise_retry")
+    async def advise_retry(self, request: AdviseRetryRequest, /) -> AdviseRetryResponse:
+        """A declined attempt -> stop, or retry with route, delay and corrections."""
+        return await self._http(self.gateway.advise_retry, request)

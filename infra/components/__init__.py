@@ -1,0 +1,1 @@
+"""One ``ComponentResource`` per concern: network, cluster, stores, registry, service, deploy."""

@@ -1,0 +1,301 @@
+"""Kubernetes objects of the inference service as plain data (camelCase, as in YAML).
+
+Pure functions: the component turns them into Pulumi resources and the tests render the very
+same objects to YAML for schema validation and checkov.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+HTTP_PORT = 3000
+GRPC_PORT = 50051
+# The bento image's own user (BentoML's Dockerfile template creates uid/gid 1034).
+RUN_AS_USER = 1034
+# BentoML writes metrics under $BENTOML_HOME (/home/bentoml in the image); the root is read-only.
+PROMETHEUS_DIR = "/home/bentoml/prometheus_multiproc_dir"
+# Key names inside the Kubernetes Secret, not secret values.
+SECRET_URL_KEY = "redis-url"  # noqa: S105
+SECRET_PASSWORD_KEY = "redis-password"  # noqa: S105
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the service's Kubernetes objects are built from."""
+
+    name: str
+    namespace: str
+    image: pulumi.Input[str]
+    environment: str
+    region: str
+    model_uri: pulumi.Input[str]
+    model_version: str
+    log_level: str
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int
+    pdb_min_available: int
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    service_type: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Selector labels shared by every object."""
+        return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "inference"}
+
+    @property
+    def secret_name(self) -> str:
+        """Name of the Kubernetes Secret holding the Redis URL and token."""
+        return f"{self.name}-redis"
+
+
+def _meta(spec: ServiceSpec, name: str, **extra: Any) -> Object:
+    labels = {**spec.labels, "app.kubernetes.io/part-of": "approvals"}
+    return {"name": name, "namespace": spec.namespace, "labels": labels, **extra}
+
+
+def namespace(spec: ServiceSpec) -> Object:
+    """Namespace enforcing the ``restricted`` Pod Security Standard."""
+    labels = {
+        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": spec.namespace, "labels": labels},
+    }
+
+
+def service_account(spec: ServiceSpec, role_arn: pulumi.Input[str]) -> Object:
+    """Service account bound to the IRSA role."""
+    annotations = {"eks.amazonaws.com/role-arn": role_arn}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(spec, spec.name, annotations=annotations),
+        "automountServiceAccountToken": False,
+    }
+
+
+def redis_secret(spec: ServiceSpec, url: pulumi.Input[str], password: pulumi.Input[str]) -> Object:
+    """Secret carrying the Redis URL and AUTH token into the pod's environment."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, spec.secret_name),
+        "type": "Opaque",
+        "stringData": {SECRET_URL_KEY: url, SECRET_PASSWORD_KEY: password},
+    }
+
+
+def _env(spec: ServiceSpec) -> list[Object]:
+    def from_secret(key: str) -> Object:
+        return {"secretKeyRef": {"name": spec.secret_name, "key": key}}
+
+    plain = {
+        "APPROVALS_MODEL_URI": spec.model_uri,
+        "APPROVALS_MODEL_VERSION": spec.model_version,
+        "APPROVALS_ENVIRONMENT": spec.environment,
+        "APPROVALS_LOG_LEVEL": spec.log_level,
+        "AWS_REGION": spec.region,
+    }
+    return [
+        {"name": "APPROVALS_REDIS_URL", "valueFrom": from_secret(SECRET_URL_KEY)},
+        {"name": "APPROVALS_REDIS_PASSWORD", "valueFrom": from_secret(SECRET_PASSWORD_KEY)},
+        *({"name": key, "value": value} for key, value in plain.items()),
+    ]
+
+
+def _probe(path: str, period: int, failures: int) -> Object:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _container(spec: ServiceSpec) -> Object:
+    return {
+        "name": "service",
+        "image": spec.image,
+        "imagePullPolicy": "Always",
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
+        "env": _env(spec),
+        "resources": {
+            "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
+            "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
+        },
+        # Model download and warm-up happen before /livez answers; give them two minutes.
+        "startupProbe": _probe("/livez", 5, 24),
+        "livenessProbe": _probe("/livez", 10, 3),
+        "readinessProbe": _probe("/readyz", 5, 2),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # The only writable paths: scratch space and BentoML's Prometheus multiprocess directory.
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
+            {"name": "metrics", "mountPath": PROMETHEUS_DIR},
+        ],
+    }
+
+
+def _spread(spec: ServiceSpec) -> list[Object]:
+    selector = {"matchLabels": spec.labels}
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector,
+        },
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": selector,
+        },
+    ]
+
+
+def deployment(spec: ServiceSpec) -> Object:
+    """Deployment of the bento image: hardened pod, probes, limits, spread over zones."""
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    pod = {
+        "serviceAccountName": spec.name,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(spec)],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "metrics", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+        "topologySpreadConstraints": _spread(spec),
+        "terminationGracePeriodSeconds": 30,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(spec, spec.name),
+        "spec": {
+            "replicas": spec.min_replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": spec.labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {"labels": spec.labels, "annotations": annotations},
+                "spec": pod,
+            },
+        },
+    }
+
+
+def service(spec: ServiceSpec, protocol: str) -> Object:
+    """Service for one protocol (``http`` or ``grpc``); load balancers are always internal."""
+    port = HTTP_PORT if protocol == "http" else GRPC_PORT
+    annotations: dict[str, str] = {}
+    if spec.service_type == "LoadBalancer":
+        annotations = {
+            "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+            "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+            "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(spec, f"{spec.name}-{protocol}", annotations=annotations),
+        "spec": {
+            "type": spec.service_type,
+            "selector": spec.labels,
+            "ports": [
+                {
+                    "name": protocol,
+                    "port": port,
+                    "targetPort": protocol,
+                    "protocol": "TCP",
+                    "appProtocol": "grpc" if protocol == "grpc" else "http",
+                }
+            ],
+        },
+    }
+
+
+def autoscaler(spec: ServiceSpec) -> Object:
+    """HorizontalPodAutoscaler on CPU with a calm scale-down."""
+    metric = {"type": "Utilization", "averageUtilization": spec.target_cpu_utilization}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(spec, spec.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": metric}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+        },
+    }
+
+
+def disruption_budget(spec: ServiceSpec) -> Object:
+    """PodDisruptionBudget keeping ``pdb_min_available`` pods through node drains."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(spec, spec.name),
+        "spec": {"minAvailable": spec.pdb_min_available, "selector": {"matchLabels": spec.labels}},
+    }
+
+
+def network_policy(spec: ServiceSpec) -> Object:
+    """Admit only the served ports; let out only DNS, Redis and HTTPS (S3, STS)."""
+    ingress_ports = [{"protocol": "TCP", "port": port} for port in (HTTP_PORT, GRPC_PORT)]
+    egress_ports = [
+        {"protocol": "UDP", "port": 53},
+        {"protocol": "TCP", "port": 53},
+        {"protocol": "TCP", "port": 6379},
+        {"protocol": "TCP", "port": 443},
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, spec.name),
+        "spec": {
+            "podSelector": {"matchLabels": spec.labels},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"ports": ingress_ports}],
+            "egress": [{"ports": egress_ports}],
+        },
+    }

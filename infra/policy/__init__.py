@@ -1,0 +1,1 @@
+"""Policy pack for the approvals stacks; the rules live in :mod:`infra.policy.rules`."""

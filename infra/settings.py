@@ -1,0 +1,287 @@
+"""Stack configuration, read once into a typed, validated, frozen settings object.
+
+Stack files (``environments/Pulumi.<stack>.yaml``) hold every difference between environments;
+components receive plain values from here and never read configuration themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "approvals"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$"
+_LOG_RETENTION = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653}
+
+
+class SettingsError(ValueError):
+    """A stack file holds a missing or invalid value; the message names each key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class NetworkSettings(_Model):
+    """VPC layout: one private and one public subnet per availability zone."""
+
+    cidr_block: str
+    availability_zones: tuple[str, ...] = Field(min_length=2, max_length=6)
+    nat_gateways: int = Field(ge=1, le=6)
+    flow_log_retention_days: int
+
+    @field_validator("cidr_block")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        network = ipaddress.IPv4Network(value)
+        if not network.is_private or network.prefixlen > 20:
+            raise ValueError("must be a private IPv4 range of /20 or larger")
+        return value
+
+    @field_validator("flow_log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        return _log_retention(value)
+
+    @model_validator(mode="after")
+    def _nat_fits(self) -> NetworkSettings:
+        if self.nat_gateways > len(self.availability_zones):
+            raise ValueError("natGateways cannot exceed the number of availabilityZones")
+        if len(set(self.availability_zones)) != len(self.availability_zones):
+            raise ValueError("availabilityZones must be distinct")
+        return self
+
+
+class ClusterSettings(_Model):
+    """EKS control plane and its managed node group."""
+
+    kubernetes_version: str = Field(pattern=r"^1\.[0-9]{2}$")
+    instance_types: tuple[str, ...] = Field(min_length=1)
+    capacity_type: Literal["ON_DEMAND", "SPOT"]
+    min_size: int = Field(ge=1)
+    desired_size: int = Field(ge=1)
+    max_size: int = Field(ge=1, le=100)
+    disk_size_gib: int = Field(ge=20, le=1000)
+    endpoint_public_access: bool
+    public_access_cidrs: tuple[str, ...] = ()
+    log_retention_days: int
+    deletion_protection: bool
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        return _log_retention(value)
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            if ipaddress.IPv4Network(cidr).prefixlen == 0:
+                raise ValueError("0.0.0.0/0 would open the API endpoint to the internet")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterSettings:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError("need minSize <= desiredSize <= maxSize")
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            raise ValueError("endpointPublicAccess needs publicAccessCidrs (no open endpoint)")
+        if not self.endpoint_public_access and self.public_access_cidrs:
+            raise ValueError("publicAccessCidrs is set but endpointPublicAccess is false")
+        return self
+
+
+class FeatureStoreSettings(_Model):
+    """ElastiCache for Redis replication group (the online feature store)."""
+
+    node_type: str = Field(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    engine_version: str = Field(pattern=r"^[0-9]+\.[0-9]+$")
+    num_cache_clusters: int = Field(ge=1, le=6)
+    multi_az: bool
+    snapshot_retention_days: int = Field(ge=0, le=35)
+
+    @model_validator(mode="after")
+    def _failover(self) -> FeatureStoreSettings:
+        if self.multi_az and self.num_cache_clusters < 2:
+            raise ValueError("multiAz needs numCacheClusters >= 2 (a replica to fail over to)")
+        return self
+
+
+class ArtifactStoreSettings(_Model):
+    """S3 bucket for model packages, data and registry aliases."""
+
+    noncurrent_version_days: int = Field(ge=1, le=3650)
+    kms_deletion_window_days: int = Field(ge=7, le=30)
+    force_destroy: bool
+
+
+class ImageRegistrySettings(_Model):
+    """ECR repository for the bento image."""
+
+    untagged_expiry_days: int = Field(ge=1, le=365)
+    max_tagged_images: int = Field(ge=1, le=10000)
+    force_delete: bool
+
+
+class ServiceSettings(_Model):
+    """The inference service on the cluster."""
+
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    image_tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    model_version: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    min_replicas: int = Field(ge=1)
+    max_replicas: int = Field(ge=1, le=100)
+    target_cpu_utilization: int = Field(ge=10, le=95)
+    pdb_min_available: int = Field(ge=0)
+    cpu_request: str = Field(pattern=_QUANTITY)
+    cpu_limit: str = Field(pattern=_QUANTITY)
+    memory_request: str = Field(pattern=_QUANTITY)
+    memory_limit: str = Field(pattern=_QUANTITY)
+    service_type: Literal["ClusterIP", "LoadBalancer"]
+
+    @field_validator("image_tag")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if value == "latest":
+            raise ValueError("use an immutable release tag, not 'latest'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("need minReplicas <= maxReplicas")
+        if self.min_replicas > 1 and self.pdb_min_available >= self.min_replicas:
+            raise ValueError("pdbMinAvailable must be below minReplicas or nodes cannot drain")
+        return self
+
+
+class InfraSettings(_Model):
+    """Everything one stack needs, validated as a whole."""
+
+    environment: Literal["dev", "staging", "prod"]
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    github_repository: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
+    github_oidc_provider_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[\w-]*:iam::[0-9]{12}:oidc-provider/.+$"
+    )
+    network: NetworkSettings
+    cluster: ClusterSettings
+    feature_store: FeatureStoreSettings
+    artifact_store: ArtifactStoreSettings
+    image_registry: ImageRegistrySettings
+    service: ServiceSettings
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> InfraSettings:
+        for zone in self.network.availability_zones:
+            if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone):
+                raise ValueError(
+                    f"network.availabilityZones: {zone!r} is not in aws:region {self.region!r}"
+                )
+        return self
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags every AWS resource carries (set once on the provider)."""
+        return {"project": "approvals", "environment": self.environment, "managed-by": "pulumi"}
+
+
+def _log_retention(value: int) -> int:
+    if value not in _LOG_RETENTION:
+        raise ValueError(f"CloudWatch accepts only {sorted(_LOG_RETENTION)} days")
+    return value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        prefix = "aws" if key == "region" else NAMESPACE
+        lines.append(f"  {prefix}:{key}: {item['msg']}" if key else f"  {item['msg']}")
+    return "invalid stack configuration:\n" + "\n".join(lines)
+
+
+def parse_settings(raw: Mapping[str, Any]) -> InfraSettings:
+    """Validate raw stack configuration (keys without the ``approvals:`` prefix).
+
+    Args:
+        raw: Top-level keys such as ``environment`` or ``cluster`` with their values, plus
+            ``region`` taken from ``aws:region``.
+
+    Returns:
+        The frozen settings object.
+
+    Raises:
+        SettingsError: A key is missing, unknown or has a wrong value; the message names it.
+    """
+    try:
+        return InfraSettings.model_validate(dict(raw))
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def stack_file_to_raw(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a parsed ``Pulumi.<stack>.yaml`` into the raw mapping :func:`parse_settings` takes.
+
+    Args:
+        document: The YAML document with its top-level ``config`` mapping.
+
+    Returns:
+        Keys of the ``approvals`` namespace without prefix, plus ``region`` from ``aws:region``.
+
+    Raises:
+        SettingsError: The document has no ``config`` mapping.
+    """
+    config = document.get("config") if isinstance(document, Mapping) else None
+    if not isinstance(config, Mapping):
+        raise SettingsError("invalid stack configuration: the file has no `config:` mapping")
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
+    if "aws:region" in config:
+        raw["region"] = config["aws:region"]
+    return raw
+
+
+def load_settings() -> InfraSettings:
+    """Read this stack's configuration through the Pulumi runtime and validate it.
+
+    Returns:
+        The frozen settings object for the running stack.
+
+    Raises:
+        SettingsError: A key is missing or has a wrong value; the message names it.
+    """
+    import pulumi
+
+    config = pulumi.Config(NAMESPACE)
+    raw: dict[str, Any] = {}
+    for name, field in InfraSettings.model_fields.items():
+        key = field.alias or name
+        if key == "region":
+            continue
+        is_object = isinstance(field.annotation, type) and issubclass(field.annotation, _Model)
+        value = _read_object(config, key) if is_object else config.get(key)
+        if value is not None:
+            raw[key] = value
+    region = pulumi.Config("aws").get("region")
+    if region is not None:
+        raw["region"] = region
+    return parse_settings(raw)
+
+
+def _read_object(config: Any, key: str) -> Any:
+    import pulumi
+
+    try:
+        return config.get_object(key)
+    except pulumi.ConfigTypeError:
+        raise SettingsError(
+            f"invalid stack configuration:\n  {NAMESPACE}:{key}: must be a mapping"
+        ) from None

@@ -1,0 +1,1 @@
+"""approvals: calibrated card authorization approval model and decisions."""

@@ -1,0 +1,35 @@
+"""Errors raised by the model registry, each meant to be shown to a person as one line."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class of every error the registry raises on purpose."""
+
+
+class InvalidNameError(RegistryError, ValueError):
+    """A version, alias, environment or path name that the registry refuses."""
+
+
+class PackageError(RegistryError, ValueError):
+    """A local model package that cannot be published as it is."""
+
+
+class NotFoundError(RegistryError, LookupError):
+    """A version or alias that the registry does not hold."""
+
+
+class VersionConflictError(RegistryError):
+    """A version already published with different content (versions are immutable)."""
+
+
+class IntegrityError(RegistryError):
+    """Stored bytes or records that do not match their recorded hashes."""
+
+
+class ConcurrentUpdateError(RegistryError):
+    """An alias that kept changing under us until the retry budget ran out."""
+
+
+class RollbackError(RegistryError, ValueError):
+    """A rollback that has nowhere to go."""

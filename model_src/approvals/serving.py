@@ -1,0 +1,214 @@
+"""The serving engine: validated attempts in, calibrated probabilities and decisions out.
+
+Pure glue shared by the HTTP and gRPC front ends of the BentoML service (``bento/``) and by
+tests: the attempts of a whole batch of requests -> attempt columns -> online counters (one
+Redis round trip) -> feature matrix -> calibrated probabilities (:class:`Pipeline`). Route
+ranking and retry advice sit on top and reuse :mod:`approvals.policy` and
+:mod:`approvals.costs`; nothing here re-implements a feature or a decision.
+
+The batched step is injected (``predict``), so the service can route it through BentoML's
+adaptive batcher while tests call a :class:`Pipeline` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from approvals import features, policy
+from approvals.contract import Attempt
+from approvals.costs import CostConfig
+from approvals.policy import DeclineContext, RankedRoute, RetryAdvice, RetryOption
+
+if TYPE_CHECKING:
+    from approvals.package import ModelPackage
+
+STRING_FIELDS = (
+    "merchant_country", "issuer_country", "card_brand", "card_type", "channel", "three_ds",
+    "route_id", "mcc", "currency", "card_bin", "merchant_id", "card_fingerprint",
+)  # fmt: skip
+NULLABLE_FIELDS = ("previous_response_code", "merchant_advice_code")
+
+
+class CountsResult(Protocol):
+    """What the online store answers: counters, and whether defaults replaced them."""
+
+    counts: dict[str, np.ndarray]
+    degraded: bool
+
+
+class CountsSource(Protocol):
+    """The online feature store (:class:`approvals.features.online.OnlineFeatureStore`)."""
+
+    async def acounts_columns(self, columns: Mapping[str, Any]) -> CountsResult:
+        """Counters for each attempt (given as columns), read in one round trip."""
+        ...
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Attempts of many requests -> one Redis read, one feature build, one model call.
+
+    The function an adaptive batcher calls: keys shared by several attempts (BIN, route,
+    merchant) are read once per batch, and the numpy work is paid once per batch, not per
+    request.
+    """
+
+    package: ModelPackage
+    store: CountsSource
+
+    async def __call__(self, batch: Sequence[Sequence[Attempt]]) -> list[np.ndarray]:
+        """For each request, one row per attempt: (calibrated probability, degraded 0/1)."""
+        attempts = [a for request in batch for a in request]
+        if not attempts:
+            return [np.zeros((0, 2)) for _ in batch]
+        columns = attempt_columns(attempts)
+        online = await self.store.acounts_columns(columns)
+        x = features.matrix(online.counts, columns, self.package.spec)
+        rows = np.empty((len(attempts), 2))
+        rows[:, 0] = self.package.predict(x)
+        rows[:, 1] = float(online.degraded)
+        return np.split(rows, np.cumsum([len(r) for r in batch])[:-1])
+
+
+Predict = Callable[[Sequence[Attempt]], Awaitable[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Calibrated probabilities of a list of attempts, in order."""
+
+    p: np.ndarray
+    degraded: bool
+
+
+def attempt_columns(attempts: Sequence[Attempt]) -> dict[str, np.ndarray]:
+    """The columns feature derivation and the online reader read, with a frame's dtypes.
+
+    Equals :func:`approvals.features.attempt_columns` of the same attempts read from a file:
+    ``event_time`` naive UTC ``datetime64[us]``, strings and nullable codes as object arrays;
+    plus the key columns the online reader needs (BIN, merchant, card fingerprint).
+    """
+    times = [a.event_time.astimezone(UTC).replace(tzinfo=None) for a in attempts]
+    columns: dict[str, np.ndarray] = {
+        "event_time": np.array(times, dtype="datetime64[us]"),
+        "amount": np.array([a.amount for a in attempts], dtype=np.float64),
+        "attempt_number": np.array([a.attempt_number for a in attempts], dtype=np.int64),
+        "network_token": np.array([a.network_token for a in attempts], dtype=bool),
+    }
+    for name in (*STRING_FIELDS, *NULLABLE_FIELDS):
+        columns[name] = np.array([getattr(a, name) for a in attempts], dtype=object)
+    return columns
+
+
+def route_variants(attempt: Attempt, route_ids: Sequence[str]) -> list[Attempt]:
+    """The attempt as it would be sent through each candidate route."""
+    return [attempt.model_copy(update={"route_id": r}) for r in route_ids]
+
+
+def retry_variant(attempt: Attempt, decline: DeclineContext, option: RetryOption) -> Attempt:
+    """The reattempt an option describes: next attempt number, later, maybe corrected.
+
+    3DS correction means a challenge unless the declined attempt was already authenticated;
+    the previous response code and Merchant Advice Code become the decline's.
+    """
+    three_ds = "challenge" if option.with_3ds and attempt.three_ds == "none" else attempt.three_ds
+    update = {
+        "attempt_id": f"{attempt.attempt_id}@{option.route_id}+{option.delay_hours:g}h",
+        "route_id": option.route_id,
+        "event_time": attempt.event_time + timedelta(hours=option.delay_hours),
+        "attempt_number": attempt.attempt_number + 1,
+        "previous_response_code": decline.response_code,
+        "merchant_advice_code": decline.merchant_advice_code,
+        "three_ds": three_ds,
+        "network_token": attempt.network_token or option.with_network_token,
+    }
+    return attempt.model_copy(update=update)
+
+
+def retry_threshold(manifest: Mapping[str, Any]) -> float:
+    """Smallest approval probability worth a reattempt, as chosen at training (0 if none)."""
+    choice = manifest.get("decisions", {}).get("retry_threshold")
+    if not isinstance(choice, Mapping):
+        return 0.0
+    return float(np.clip(choice.get("threshold", 0.0), 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Scores attempts and makes decisions with one model and one feature store.
+
+    Attributes:
+        model_version: published with every answer.
+        predict: a request's attempts -> one row per attempt (probability, degraded 0/1); in
+            the service, BentoML's adaptive batcher over :class:`Pipeline`.
+        costs: the cost configuration for expected values.
+        min_retry_probability: passed to :func:`approvals.policy.advise_retry`.
+    """
+
+    model_version: str
+    predict: Predict
+    costs: CostConfig
+    min_retry_probability: float = 0.0
+
+    async def score(self, attempts: Sequence[Attempt]) -> Scores:
+        """Calibrated approval probabilities of the attempts, in order."""
+        if not attempts:
+            return Scores(np.array([], dtype=np.float64), degraded=False)
+        rows = np.asarray(await self.predict(list(attempts)), dtype=np.float64)
+        if rows.shape != (len(attempts), 2):
+            raise ValueError(f"model returned {rows.shape} rows for {len(attempts)} attempts")
+        p = np.ascontiguousarray(rows[:, 0])
+        if not np.all((p >= 0) & (p <= 1)):
+            raise ValueError("model returned values outside [0, 1]")
+        return Scores(p, degraded=bool(rows[:, 1].any()))
+
+    async def rank_routes(
+        self, attempt: Attempt, route_ids: Sequence[str]
+    ) -> tuple[list[RankedRoute], bool]:
+        """Candidate routes of the attempt, best expected value first."""
+        routes = list(dict.fromkeys(route_ids))
+        scores = await self.score(route_variants(attempt, routes))
+        probabilities = dict(zip(routes, scores.p.tolist(), strict=True))
+        return policy.rank_routes(attempt.amount, probabilities, self.costs), scores.degraded
+
+    async def advise_retry(
+        self, attempt: Attempt, decline: DeclineContext, candidates: Sequence[RetryOption]
+    ) -> tuple[RetryAdvice, bool]:
+        """Scheme rules first, then the best allowed option by expected value (or stop)."""
+        options = policy.allowed_options(decline, candidates)
+        scores = await self.score([retry_variant(attempt, decline, o) for o in options])
+        lookup = dict(zip(options, scores.p.tolist(), strict=True))
+        advice = policy.advise_retry(
+            decline,
+            candidates,
+            lambda chosen: [lookup[o] for o in chosen],
+            self.costs,
+            min_probability=self.min_retry_probability,
+        )
+        return advice, scores.degraded
+
+
+def decline_context(
+    attempt: Attempt,
+    response_code: str,
+    merchant_advice_code: str | None,
+    reattempts_in_window: int,
+    declines_24h: int,
+    hours_since_decline: float,
+) -> DeclineContext:
+    """The :class:`DeclineContext` of a declined attempt (raises ``ValidationError``)."""
+    return DeclineContext(
+        response_code=response_code,
+        merchant_advice_code=merchant_advice_code,
+        attempt_number=attempt.attempt_number,
+        reattempts_in_window=reattempts_in_window,
+        declines_24h=declines_24h,
+        hours_since_decline=hours_since_decline,
+        amount=attempt.amount,
+        card_brand=attempt.card_brand,
+    )

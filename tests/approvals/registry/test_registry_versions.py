@@ -1,0 +1,159 @@
+"""Publishing, listing, showing and pulling versions against moto's real S3 endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from approvals.registry import (
+    IntegrityError,
+    InvalidNameError,
+    ModelRegistry,
+    NotFoundError,
+    PackageError,
+    VersionConflictError,
+)
+from approvals.registry.layout import Layout
+from approvals.registry.package import content_hash, scan_package
+
+pytestmark = pytest.mark.servers
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_publish_list_show_pull_round_trip(registry: ModelRegistry, make_package, tmp_path):
+    package = make_package("v1")
+    result = registry.publish(package, git_sha="a" * 40, published_by="ci")
+    assert result.created, "the first publish creates the version"
+    record = registry.show("v1")
+    assert record.content_hash == content_hash(scan_package(package)), "hash covers every file"
+    assert record.metrics == {"log_loss": 0.41, "ece": 0.004}, "metrics come from the manifest"
+    assert record.git_sha == "a" * 40, "git SHA is recorded"
+    assert record.training_data_fingerprint == "sha256:" + "ab" * 32, "data fingerprint kept"
+    assert [r.version for r in registry.list_versions()] == ["v1"], "list shows the version"
+    pulled = registry.pull("v1", tmp_path / "pulled")
+    assert pulled == record, "pull returns the record it verified"
+    assert _files(tmp_path / "pulled") == _files(package), "pulled files equal published ones"
+
+
+def test_republishing_same_bytes_is_a_no_op(registry: ModelRegistry, make_package) -> None:
+    first = registry.publish(make_package("v1"))
+    again = registry.publish(make_package("v1"))
+    assert not again.created, "a retry of the same package writes nothing"
+    assert again.record == first.record, "the stored record is unchanged"
+
+
+def test_version_is_immutable(registry: ModelRegistry, make_package) -> None:
+    registry.publish(make_package("v1", payload="one"))
+    with pytest.raises(VersionConflictError, match="immutable"):
+        registry.publish(make_package("v1", payload="two"))
+    assert registry.show("v1").metrics["log_loss"] == 0.41, "original record still there"
+
+
+def test_manifest_keys_are_optional(registry: ModelRegistry, make_package, tmp_path) -> None:
+    package = make_package("v1")
+    (package / "manifest.json").write_text(json.dumps({"metrics": "not-a-dict"}))
+    record = registry.publish(package, version="v1-bare").record
+    assert record.metrics == {}, "a malformed metrics field is ignored, not fatal"
+    assert record.model_version is None, "missing model_version is tolerated with --version"
+    with pytest.raises(PackageError, match="no model_version"):
+        registry.publish(package)
+
+
+def test_bad_packages_are_refused(registry: ModelRegistry, make_package, tmp_path) -> None:
+    with pytest.raises(PackageError, match="not a directory"):
+        registry.publish(tmp_path / "absent")
+    package = make_package("v1")
+    (package / "manifest.json").write_text("{not json")
+    with pytest.raises(PackageError, match="not valid JSON"):
+        registry.publish(package)
+    linked = make_package("v2")
+    (linked / "link").symlink_to(linked / "booster.txt")
+    with pytest.raises(PackageError, match="symlink"):
+        registry.publish(linked)
+    with pytest.raises(PackageError, match="differs from manifest"):
+        registry.publish(make_package("v3"), version="v4")
+    assert registry.list_versions() == [], "nothing was published by bad packages"
+
+
+def test_unknown_version_is_not_found(registry: ModelRegistry, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="not published"):
+        registry.pull("v9", tmp_path / "x")
+    assert not (tmp_path / "x").exists(), "a failed pull creates no directory"
+
+
+def test_interrupted_upload_stays_invisible(
+    registry: ModelRegistry, make_package, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    registry.publish(make_package("v1"))
+    registry.promote("prod", "champion", "v1")
+    crashing = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    calls = {"n": 0}
+
+    def die_after_two_puts(**_: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise ConnectionError("runner killed mid-upload")
+
+    crashing.meta.events.register("before-call.s3.PutObject", die_after_two_puts)
+    with pytest.raises(ConnectionError):
+        ModelRegistry(crashing, bucket).publish(make_package("v2", payload="new"))
+    assert calls["n"] == 3, "the crash happened in the middle of the upload"
+    with pytest.raises(NotFoundError):
+        registry.show("v2")
+    assert [r.version for r in registry.list_versions()] == ["v1"], "v2 is not listed"
+    assert registry.resolve("prod", "champion").version == "v1", "champion untouched"
+    registry.pull("v1", tmp_path / "champion")
+    assert (tmp_path / "champion" / "manifest.json").exists(), "champion still pulls"
+    assert registry.publish(make_package("v2", payload="new")).created, "a retry completes it"
+
+
+def test_corrupted_object_is_refused_and_local_copy_kept(
+    registry: ModelRegistry, make_package, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    package = make_package("v1")
+    record = registry.publish(package).record
+    dest = tmp_path / "model"
+    registry.pull("v1", dest)
+    before = _files(dest)
+    booster = next(e for e in record.files if e.path == "booster.txt")
+    key = Layout.under("registry/").blob(booster.sha256)
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"tree\nflipped\n")
+    with pytest.raises(IntegrityError, match=r"booster\.txt is corrupted"):
+        registry.pull("v1", dest)
+    assert _files(dest) == before, "the previous local copy is intact"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], f"no staging directories are left behind: {leftovers}"
+
+
+def test_tampered_record_cannot_escape_dest(
+    registry: ModelRegistry, make_package, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    registry.publish(make_package("v1"))
+    key = Layout.under("registry/").version("v1")
+    doc = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    doc["files"][0]["path"] = "../../escaped.txt"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
+    with pytest.raises(InvalidNameError, match="unsafe file path"):
+        registry.pull("v1", tmp_path / "a" / "b")
+    assert not (tmp_path / "escaped.txt").exists(), "nothing written outside the destination"
+
+
+def test_unparseable_record_is_an_integrity_error(
+    registry: ModelRegistry, s3_client: Any, bucket: str
+) -> None:
+    key = Layout.under("registry/").version("v1")
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"{}")
+    with pytest.raises(IntegrityError, match="corrupt registry object"):
+        registry.show("v1")
+
+
+def test_missing_bucket_is_reported(s3_client: Any) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        ModelRegistry(s3_client, "no-such-bucket-here").list_versions()

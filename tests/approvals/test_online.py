@@ -1,0 +1,258 @@
+"""Online feature reader against a real redis-server: parity, degraded mode, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+from pydantic import SecretStr, ValidationError
+
+from approvals.breaker import CircuitBreaker
+from approvals.contract import validate_frame
+from approvals.features import counts_for
+from approvals.features.online import OnlineFeatureStore
+from approvals.features.state import FeatureState, build_state
+from approvals.features.tiles import default_counts
+from approvals.materialize import materialize
+from approvals.settings import RedisSettings
+from tests.approvals.factories import random_attempts
+from tests.conftest import RedisServer
+
+pytestmark = pytest.mark.servers
+SECRET = "t0ken-that-must-never-show-9f3a"  # a test value, not a credential
+
+
+def split(data: pd.DataFrame, share: float = 0.8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """History strictly before a cut time, and the attempts at or after it."""
+    cut = data["event_time"].iloc[int(len(data) * share)]
+    early = data["event_time"] < cut
+    return data.loc[early].reset_index(drop=True), data.loc[~early].reset_index(drop=True)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Attempts as the service hands them over: dicts with aware UTC datetimes."""
+    out = frame.to_dict("records")
+    for row in out:
+        row["event_time"] = row["event_time"].to_pydatetime().replace(tzinfo=UTC)
+    return out
+
+
+def differing(offline: dict[str, np.ndarray], online: dict[str, np.ndarray]) -> list[str]:
+    """Names of the counters where the two answers disagree (beyond float tolerance)."""
+    bad = sorted(set(offline) ^ set(online))
+    for key in set(offline) & set(online):
+        left, right = offline[key], online[key]
+        if left.dtype == object:
+            same = list(left) == list(right)
+        else:
+            same = right.dtype == np.float64 and np.allclose(left, right, equal_nan=True)
+        if not same or len(left) != len(right):
+            bad.append(key)
+    return bad
+
+
+def settings_for(url: str, **extra: Any) -> RedisSettings:
+    return RedisSettings(url=url, prefix=f"t{uuid.uuid4().hex[:8]}", **extra)
+
+
+@pytest.fixture(scope="module")
+def factory_data() -> tuple[pd.DataFrame, pd.DataFrame, FeatureState]:
+    data = validate_frame(random_attempts(3000, seed=5, days=20), labels=True)
+    history, later = split(data)
+    return history, later, build_state(history)
+
+
+def later_queries(later: pd.DataFrame) -> pd.DataFrame:
+    """Real later attempts, plus the same ones days later and with unseen keys."""
+    shifted = later.head(80).assign(event_time=later["event_time"].head(80) + pd.Timedelta("3D"))
+    unseen = later.head(20).assign(card_fingerprint="never-seen", card_bin="49999999")
+    return pd.concat([later, shifted, unseen], ignore_index=True)
+
+
+def test_online_counts_equal_offline_sql_for_factory_data(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    # Given the state of the history materialized into Redis
+    history, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    queries = later_queries(later)
+    # When the reader answers for attempts after the state's end (sync and async)
+    store = OnlineFeatureStore(settings)
+    online = store.counts(records(queries))
+    async_online = asyncio.run(store.acounts(records(queries)))
+    # Then every counter equals the offline SQL over the state and over the full history
+    assert not online.degraded and online.version, "a healthy Redis gave a degraded answer"
+    assert differing(counts_for(queries, None, state), online.counts) == [], "state parity"
+    assert differing(counts_for(queries, history), online.counts) == [], "history parity"
+    assert differing(online.counts, async_online.counts) == [], "async differs from sync"
+    store.close()
+
+
+def test_online_counts_equal_offline_sql_for_simulated_data(redis_url: str) -> None:
+    simulate = pytest.importorskip("approvals.simulate")
+    data = simulate.simulate(1500, seed=3, days=12).attempts
+    data = validate_frame(data, labels=True)
+    history, later = split(data, 0.85)
+    state = build_state(history)
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    sample = later.sample(min(400, len(later)), random_state=1).reset_index(drop=True)
+    online = OnlineFeatureStore(settings).counts(records(sample))
+    assert differing(counts_for(sample, None, state), online.counts) == [], "simulator parity"
+
+
+def test_missing_field_is_rejected_naming_it(redis_url: str) -> None:
+    store = OnlineFeatureStore(settings_for(redis_url))
+    attempt = records(random_attempts(8, seed=1))[0]
+    del attempt["route_id"]
+    with pytest.raises(ValueError, match="route_id"):
+        store.counts([attempt])
+    assert store.stats.failures == 0, "bad input was counted as a Redis failure"
+
+
+def test_nothing_materialized_answers_defaults_as_degraded(redis_url: str) -> None:
+    reasons: list[str] = []
+    store = OnlineFeatureStore(settings_for(redis_url), on_degraded=reasons.append)
+    answer = store.counts(records(random_attempts(8, seed=2).head(3)))
+    assert answer.degraded and answer.version is None, "an empty prefix must be degraded"
+    assert reasons == ["no_version"], f"hook heard {reasons}"
+    assert differing(default_counts(3), answer.counts) == [], "defaults are zeros/NaN/None"
+
+
+def test_redis_down_degrades_then_recovers_without_a_new_store(
+    own_redis: RedisServer, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    # Given a store reading a materialized state, with a short breaker cooldown
+    _, later, state = factory_data
+    settings = settings_for(own_redis.url, failure_threshold=2, cooldown_s=0.3)
+    materialize(state, settings)
+    store, batch = OnlineFeatureStore(settings), records(later.head(5))
+    good = store.counts(batch)
+    assert not good.degraded, "first read should be served"
+    # When Redis stops
+    own_redis.stop()
+    answers = [store.counts(batch) for _ in range(4)]
+    # Then answers are defaults, failures are counted and the breaker opens
+    assert all(a.degraded for a in answers), "Redis down must give degraded answers"
+    assert store.stats.failures == 2, f"breaker should stop calls after 2, saw {store.stats}"
+    assert store.stats.degraded_by_reason["breaker_open"] == 2, "open breaker skips Redis"
+    assert store.breaker.state == "open", "two failures must open the breaker"
+    # When Redis comes back (empty: scripts and keys gone) and the state is loaded again
+    own_redis.start()
+    materialize(state, settings)
+    time.sleep(0.35)
+    back = store.counts(batch)
+    # Then the same store serves again: NOSCRIPT handled, breaker closed by its probe
+    assert not back.degraded, "the store did not recover after Redis returned"
+    assert store.breaker.state == "closed", "a good probe must close the breaker"
+    assert differing(good.counts, back.counts) == [], "recovered answer differs"
+
+
+def test_slow_redis_times_out_quickly_as_degraded(
+    own_redis: RedisServer, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory_data
+    settings = settings_for(own_redis.url, timeout_ms=50)
+    materialize(state, settings)
+    store, batch = OnlineFeatureStore(settings), records(later.head(3))
+    assert not store.counts(batch).degraded, "warm-up read should be served"
+    redis.Redis.from_url(own_redis.url).execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    started = time.monotonic()
+    answer = asyncio.run(store.acounts(batch))
+    elapsed = time.monotonic() - started
+    assert answer.degraded, "a paused Redis must give a degraded answer"
+    assert elapsed < 0.6, f"the read waited {elapsed:.2f}s despite a 50 ms timeout"
+
+
+def test_auth_token_works_and_never_shows(
+    own_redis: RedisServer,
+    factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a Redis that requires an AUTH token, and the token in the environment
+    _, later, state = factory_data
+    redis.Redis.from_url(own_redis.url).config_set("requirepass", SECRET)
+    monkeypatch.setenv("APPROVALS_REDIS_PASSWORD", SECRET)
+    settings = settings_for(own_redis.url, failure_threshold=1)
+    materialize(state, settings)
+    assert not OnlineFeatureStore(settings).counts(records(later.head(2))).degraded, "AUTH"
+    # When a store uses a wrong token (errors get logged)
+    caplog.set_level(logging.DEBUG)
+    wrong = settings.model_copy(update={"password": SecretStr("wrong-" + SECRET)})
+    store = OnlineFeatureStore(wrong)
+    assert store.counts(records(later.head(2))).degraded, "a wrong token must degrade"
+    # Then neither the token nor the wrong one appears in reprs, str or logs
+    shown = [repr(settings), str(settings), repr(store), repr(wrong), caplog.text]
+    assert caplog.records, "the opening breaker should have logged a warning"
+    assert not any(SECRET in text for text in shown), "the AUTH token leaked"
+
+
+def test_settings_accept_tls_and_reject_bad_urls() -> None:
+    tls = RedisSettings(url="rediss://master.approvals.cache.amazonaws.com:6379/0")
+    assert tls.tls and RedisSettings(url="redis://localhost:6379").tls is False, "TLS flag"
+    for bad in ("http://localhost:6379", "localhost:6379", "redis://", f"redis://:{SECRET}@h"):
+        with pytest.raises(ValidationError) as caught:
+            RedisSettings(url=bad)
+        assert SECRET not in str(caught.value), "a rejected URL echoed the password"
+    with pytest.raises(ValidationError, match="extra"):
+        RedisSettings(url="redis://h", passwd="x")  # type: ignore[call-arg]
+
+
+def test_now_overrides_event_time(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    store, batch = OnlineFeatureStore(settings), records(later.head(30))
+    far = batch[0]["event_time"] + timedelta(days=30)
+    answer = store.counts(batch, now=far)
+    assert not answer.counts["bin_7d_n"].any(), "30 days later the 7-day window must be empty"
+    assert answer.counts["bin_life_n"].sum() > 0, "lifetime counters do not expire"
+    assert store.stats.not_after_state == 0, "attempts after the state were flagged"
+    assert state.end is not None
+    store.counts(batch, now=state.end)
+    assert store.stats.not_after_state == len(batch), "attempts at the state's end not counted"
+
+
+def test_empty_request_and_changed_definitions(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000)
+    done = materialize(state, settings)
+    store = OnlineFeatureStore(settings)
+    empty = store.counts([])
+    assert not empty.degraded and all(len(v) == 0 for v in empty.counts.values()), "empty"
+    client = redis.Redis.from_url(redis_url)
+    client.hset(f"{settings.prefix}:{done.version}:meta", "defs", "other-definitions")
+    answer = store.counts(records(later.head(2)))
+    assert answer.degraded, "a state built from other feature definitions must not be used"
+    assert store.stats.degraded_by_reason["definitions"] == 1, "reason should be counted"
+
+
+def test_breaker_probes_once_after_cooldown_and_reopens_on_failure() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=3, cooldown_s=10, clock=lambda: now[0])
+    opened = [breaker.failure() for _ in range(3)]
+    assert opened == [False, False, True], "the third consecutive failure opens it"
+    assert not breaker.allow(), "an open breaker skips calls"
+    now[0] = 10.0
+    assert breaker.allow() and not breaker.allow(), "exactly one probe after the cooldown"
+    assert breaker.failure() and breaker.state == "open", "a failed probe reopens it"
+    now[0] = 15.0
+    assert not breaker.allow(), "the new cooldown starts at the failed probe"
+    now[0] = 20.0
+    assert breaker.allow() and breaker.success(), "a good probe closes it"
+    assert breaker.state == "closed" and breaker.allow(), "closed again"
+    assert not breaker.failure(), "failures count again from zero after closing"

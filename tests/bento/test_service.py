@@ -1,0 +1,327 @@
+"""The bento really served: HTTP and gRPC clients against ``bentoml serve`` with real Redis.
+
+One server for the whole module (starting one costs ~15 s on two cores); the graceful shutdown
+test stops it and therefore runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from approval.v1 import approval_pb2 as pb
+from approval.v1 import approval_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from approvals import predict
+from approvals.materialize import materialize
+from approvals.package import ModelPackage
+from approvals.settings import RedisSettings
+from tests.bento.clients import attempt_message
+from tests.bento.conftest import Served, attempt_json
+from tests.conftest import RedisServer
+
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
+BURST = 150
+
+
+@pytest.fixture(scope="module")
+def stub(served: Served) -> pb_grpc.ApprovalServiceStub:
+    return pb_grpc.ApprovalServiceStub(grpc.insecure_channel(served.grpc))
+
+
+def post(served: Served, path: str, body: object) -> httpx.Response:
+    return httpx.post(f"{served.http}{path}", json=body, timeout=30)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_http_and_grpc_score_equal_batch_prediction(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, package: ModelPackage,
+    test_rows: pd.DataFrame,
+) -> None:  # fmt: skip
+    rows = test_rows.head(20)
+    expected = predict.score(package, rows)
+    # when each attempt is scored over HTTP and over gRPC
+    over_http = [
+        post(served, "/score", {"attempt": attempt_json(r)}).json() for _, r in rows.iterrows()
+    ]
+    over_grpc = [
+        stub.Score(pb.ScoreRequest(attempt=attempt_message(r))) for _, r in rows.iterrows()
+    ]
+    # then both give batch prediction's probabilities, the model version, and no degradation
+    np.testing.assert_allclose([a["p_approve"] for a in over_http], expected, atol=1e-9)
+    np.testing.assert_allclose([a.p_approve for a in over_grpc], expected, atol=1e-9)
+    assert {a["model_version"] for a in over_http} == {package.model_version}
+    assert {a.model_version for a in over_grpc} == {package.model_version}
+    assert not any(a["degraded"] for a in over_http) and not any(a.degraded for a in over_grpc)
+
+
+def test_batch_rank_and_advise_answer_on_both_protocols(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, test_rows: pd.DataFrame
+) -> None:
+    rows = test_rows.head(50)
+    batch = post(
+        served, "/score_batch", {"attempts": [attempt_json(r) for _, r in rows.iterrows()]}
+    )
+    grpc_batch = stub.ScoreBatch(
+        pb.ScoreBatchRequest(attempts=[attempt_message(r) for _, r in rows.iterrows()])
+    )
+    assert batch.status_code == 200, batch.text
+    assert [s["attempt_id"] for s in batch.json()["scores"]] == list(rows["attempt_id"])
+    np.testing.assert_allclose(
+        [s["p_approve"] for s in batch.json()["scores"]], [s.p_approve for s in grpc_batch.scores]
+    )
+    first = rows.iloc[0]
+    ranked = post(
+        served, "/rank_routes", {"attempt": attempt_json(first), "route_ids": ["r_us", "r_gb"]}
+    )
+    grpc_ranked = stub.RankRoutes(
+        pb.RankRoutesRequest(attempt=attempt_message(first), route_ids=["r_us", "r_gb"])
+    )
+    assert [r["route_id"] for r in ranked.json()["routes"]] == [
+        r.route_id for r in grpc_ranked.routes
+    ]
+    advice = post(served, "/advise_retry", {"attempt": attempt_json(first), "response_code": "14"})
+    grpc_advice = stub.AdviseRetry(
+        pb.AdviseRetryRequest(attempt=attempt_message(first), response_code="14")
+    )
+    assert (advice.json()["action"], advice.json()["reason"]) == ("stop", "hard_decline")
+    assert (grpc_advice.action, grpc_advice.reason) == ("stop", "hard_decline")
+
+
+def test_bad_input_is_rejected_naming_the_field(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, test_rows: pd.DataFrame
+) -> None:
+    good = attempt_json(test_rows.iloc[0])
+    # HTTP: 400 with the field's location, and no echo of the request values
+    response = post(served, "/score", {"attempt": {**good, "card_bin": "12"}})
+    assert response.status_code == 400
+    assert ["attempt", "card_bin"] in [e["loc"] for e in response.json()["detail"]]
+    assert "input" not in response.text
+    assert post(served, "/score", {"attempt": {**good, "amount": -1}}).status_code == 400
+    assert (
+        post(served, "/advise_retry", {"attempt": good, "response_code": "00"}).status_code == 400
+    )
+    # gRPC: INVALID_ARGUMENT naming the field
+    message = attempt_message(test_rows.iloc[0])
+    message.mcc = "54"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Score(pb.ScoreRequest(attempt=message))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "attempt.mcc" in (caught.value.details() or "")
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.Score(pb.ScoreRequest())
+    assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "attempt: Field required" in (missing.value.details() or "")
+
+
+def test_health_and_reflection_are_served(served: Served) -> None:
+    channel = grpc.insecure_channel(served.grpc)
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "approval.v1.ApprovalService"):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
+    reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    reply = next(iter(reflect.ServerReflectionInfo(iter([request]))))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"approval.v1.ApprovalService", "grpc.health.v1.Health"} <= names
+    assert httpx.get(f"{served.http}/livez").status_code == 200
+    assert httpx.get(f"{served.http}/readyz").status_code == 200
+
+
+def test_concurrent_requests_of_both_protocols_are_batched(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, test_rows: pd.DataFrame
+) -> None:
+    before = httpx.get(f"{served.http}/metrics").text
+    rows = [r for _, r in test_rows.head(40).iterrows()]
+
+    def one(i: int) -> str:
+        row = rows[i % len(rows)]
+        if i % 2 == 0:
+            return str(post(served, "/score", {"attempt": attempt_json(row)}).status_code)
+        try:
+            stub.Score(pb.ScoreRequest(attempt=attempt_message(row)))
+        except grpc.RpcError as exc:
+            return exc.code().name
+        return "200"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one, range(400)))
+    # load shedding may refuse a few calls, but never fails one
+    assert set(outcomes) <= {"200", "429", "RESOURCE_EXHAUSTED"}, sorted(set(outcomes))
+    answered = outcomes.count("200")
+    assert answered >= 300, f"only {answered} of 400 calls answered"
+    after = httpx.get(f"{served.http}/metrics").text
+    # then the model saw fewer calls than requests: some calls carried several rows
+    calls = metric(after, "approvals_model_batch_size_count") - metric(
+        before, "approvals_model_batch_size_count"
+    )
+    rows_seen = metric(after, "approvals_model_batch_size_sum") - metric(
+        before, "approvals_model_batch_size_sum"
+    )
+    assert rows_seen >= answered, "every answered request reached the model"
+    assert calls < rows_seen, f"{calls} model calls for {rows_seen} rows: no batching"
+    for protocol in ("http", "grpc"):
+        count = metric(
+            after, "approvals_request_duration_seconds_count", endpoint="score", protocol=protocol
+        )
+        assert count >= 150, f"latency histogram of {protocol}"
+
+
+def test_redis_outage_degrades_then_recovers(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, features_redis: RedisServer,
+    package: ModelPackage, test_rows: pd.DataFrame,
+) -> None:  # fmt: skip
+    body = {"attempt": attempt_json(test_rows.iloc[0])}
+    assert post(served, "/score", body).json()["degraded"] is False
+    # when Redis stops: answers continue, flagged degraded, counted
+    features_redis.stop()
+    try:
+        down = post(served, "/score", body)
+        assert down.status_code == 200 and down.json()["degraded"] is True
+        assert stub.Score(pb.ScoreRequest(attempt=attempt_message(test_rows.iloc[0]))).degraded
+        assert httpx.get(f"{served.http}/readyz").status_code == 200, "degraded mode is accepted"
+        text = httpx.get(f"{served.http}/metrics").text
+        assert metric(text, "approvals_degraded_total", endpoint="score") >= 2
+    finally:
+        features_redis.start()
+        materialize(package.state(), RedisSettings(url=features_redis.url))
+    # then, with Redis back, the breaker closes by itself (no restart)
+    recovered = False
+    for _ in range(40):
+        if post(served, "/score", body).json()["degraded"] is False:
+            recovered = True
+            break
+        threading.Event().wait(0.25)
+    assert recovered, "service recovered from the Redis outage"
+
+
+def test_openapi_documents_optional_answer_fields_as_nullable(served: Served) -> None:
+    # BentoML publishes OpenAPI 3.0.2, where a null is allowed by `nullable: true` only
+    spec = httpx.get(f"{served.http}/docs.json").json()
+    fields = spec["components"]["schemas"]["AdviseRetryResponseIODescriptor"]["properties"]
+    for name in ("route_id", "delay_hours", "p_approve", "expected_value"):
+        assert fields[name].get("nullable") is True, f"{name}: {fields[name]}"
+        assert "anyOf" not in fields[name], f"{name} keeps JSON Schema's null type"
+
+
+def test_openapi_fuzzing_finds_no_server_error_or_schema_violation(served: Served) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    schema = schemathesis.openapi.from_url(f"{served.http}/docs.json")
+    schema = schema.include(path_regex="^/(score|score_batch|rank_routes|advise_retry)$")
+
+    @schemathesis.check
+    def answers_conform(ctx: object, response: object, case: object) -> bool | None:
+        # BentoML documents its 400 body as {"detail": string} but sends pydantic's error
+        # list; answers (2xx) must match our schema exactly, errors must only not be 5xx.
+        if response.status_code < 400:  # type: ignore[attr-defined]
+            return response_schema_conformance(ctx, response, case)  # type: ignore[arg-type]
+        return None
+
+    checks = [not_a_server_error, answers_conform]
+    tested = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(
+            max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        @given(case=operation.as_strategy())
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(base_url=served.http, checks=checks)
+
+        check()
+        tested += 1
+    assert tested == 4, "every API operation was fuzzed"
+
+
+def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, test_rows: pd.DataFrame
+) -> None:
+    body = {"attempts": [attempt_json(r) for _, r in test_rows.head(200).iterrows()]}
+    message = pb.ScoreBatchRequest(
+        attempts=[attempt_message(r) for _, r in test_rows.head(200).iterrows()]
+    )
+
+    async def grpc_call(channel: grpc.aio.Channel) -> str:
+        try:
+            await pb_grpc.ApprovalServiceStub(channel).ScoreBatch(message, timeout=60)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return "OK"
+
+    async def burst() -> tuple[list[int], list[str]]:
+        # every call of both protocols in flight at once: they share one admission limit
+        channels = [grpc.aio.insecure_channel(served.grpc) for _ in range(8)]
+        try:
+            async with httpx.AsyncClient(base_url=served.http, timeout=60) as client:
+                http_calls = [client.post("/score_batch", json=body) for _ in range(BURST)]
+                grpc_calls = [grpc_call(channels[i % 8]) for i in range(BURST)]
+                answers = await asyncio.gather(*http_calls, *grpc_calls)
+        finally:
+            await asyncio.gather(*(c.close() for c in channels))
+        return [r.status_code for r in answers[:BURST]], list(answers[BURST:])
+
+    # when many more calls than the admission limit (32) arrive together over both protocols
+    http_codes, grpc_codes = asyncio.run(burst())
+    # then the excess is refused with 429 / RESOURCE_EXHAUSTED, the rest answered, no 5xx
+    assert set(http_codes) <= {200, 429}, f"HTTP statuses {sorted(set(http_codes))}"
+    assert set(grpc_codes) <= {"OK", "RESOURCE_EXHAUSTED"}, f"gRPC codes {sorted(set(grpc_codes))}"
+    assert 429 in http_codes and "RESOURCE_EXHAUSTED" in grpc_codes, "the burst exceeded capacity"
+    assert 200 in http_codes and "OK" in grpc_codes, "admitted calls were answered"
+
+
+def test_sigterm_drains_in_flight_requests(
+    served: Served, stub: pb_grpc.ApprovalServiceStub, features_redis: RedisServer,
+    test_rows: pd.DataFrame, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Runs last: it shuts the module's server down."""
+    import redis
+
+    body = {"attempt": attempt_json(test_rows.iloc[0])}
+    message = pb.ScoreRequest(attempt=attempt_message(test_rows.iloc[0]))
+    slept: list[object] = []
+    blocker = threading.Thread(
+        target=lambda: slept.append(
+            redis.Redis.from_url(features_redis.url).execute_command("DEBUG", "SLEEP", "0.8")
+        )
+    )
+    # given requests held in flight (Redis is busy for 0.8 s, below the shedding deadline)
+    blocker.start()
+    threading.Event().wait(0.1)
+    with ThreadPoolExecutor(8) as pool:
+        http_calls = [pool.submit(post, served, "/score", body) for _ in range(4)]
+        grpc_calls = [pool.submit(stub.Score, message, timeout=30) for _ in range(4)]
+        threading.Event().wait(0.3)
+        # when the server is told to stop
+        code = served.stop()
+        # then every in-flight request still completes successfully
+        assert [f.result().status_code for f in http_calls] == [200] * 4
+        assert all(re.fullmatch(r"\d{14}-\w+", f.result().model_version) for f in grpc_calls)
+    blocker.join()
+    assert slept == [b"OK"], "Redis really held the requests in flight"
+    assert code == 0, f"clean exit, got {code}"

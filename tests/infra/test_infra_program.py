@@ -1,0 +1,287 @@
+"""The whole program per stack under mocks: resources, properties, per-environment differences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from infra_testkit import EXISTING_PROVIDER, GITHUB_REPO, StackRun
+
+COMPONENTS = {
+    "Network",
+    "Cluster",
+    "FeatureStore",
+    "ArtifactStore",
+    "ImageRegistry",
+    "InferenceService",
+}
+EXPECTED = {  # stack: (zones, NAT gateways, Redis nodes, min pods, public endpoint)
+    "dev": (2, 1, 1, 1, True),
+    "staging": (2, 2, 2, 2, True),
+    "prod": (3, 3, 3, 3, False),
+}
+
+
+def _policy(resource: dict[str, Any], key: str = "policy") -> dict[str, Any]:
+    return json.loads(resource["inputs"][key])
+
+
+def test_every_resource_belongs_to_a_component(run: StackRun) -> None:
+    tokens = {r["type"].split(":")[-1] for r in run.resources if r["type"].startswith("approvals:")}
+    assert tokens == COMPONENTS, f"{run.name}: one component per concern"
+    for resource in run.resources:
+        if resource["custom"] and resource["type"] != "pulumi:providers:aws":
+            assert "approvals:infra:" in resource["parent"], f"{resource['urn']} is parented"
+            assert resource["name"].startswith(f"approvals-{run.name}"), (
+                f"{resource['name']} is named from its component"
+            )
+    for urn, outputs in run.components.items():
+        if "approvals:infra:" in urn.split("::")[-2]:
+            assert outputs and all(v is not None for v in outputs.values()), f"{urn} outputs"
+
+
+def test_network_spans_zones_with_private_subnets(run: StackRun) -> None:
+    zones, nats, *_ = EXPECTED[run.name]
+    subnets = run.of_type("aws:ec2/subnet:Subnet")
+    private = [s["inputs"] for s in subnets if s["inputs"]["tags"]["tier"] == "private"]
+    public = [s["inputs"] for s in subnets if s["inputs"]["tags"]["tier"] == "public"]
+    assert len({s["availabilityZone"] for s in private}) == zones, f"{run.name}: private per zone"
+    assert len(public) == zones, f"{run.name}: one public subnet per zone"
+    assert all(not s["inputs"]["mapPublicIpOnLaunch"] for s in subnets), "no automatic public IPs"
+    assert all("kubernetes.io/role/elb" in s["tags"] for s in public), "LBs use public subnets"
+    assert len(run.of_type("aws:ec2/natGateway:NatGateway")) == nats, f"{run.name}: NAT count"
+    flow = run.one("aws:ec2/flowLog:FlowLog")["inputs"]
+    assert flow["trafficType"] == "ALL", "flow logs record accepted and rejected traffic"
+
+
+def test_cluster_control_plane(run: StackRun) -> None:
+    *_, public = EXPECTED[run.name]
+    cluster = run.one("aws:eks/cluster:Cluster")["inputs"]
+    assert set(cluster["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}, "logs"
+    assert cluster["encryptionConfig"]["resources"] == ["secrets"], "secrets envelope encryption"
+    assert cluster["vpcConfig"]["endpointPrivateAccess"] is True, "private endpoint always on"
+    assert cluster["vpcConfig"]["endpointPublicAccess"] is public, f"{run.name}: public endpoint"
+    assert "0.0.0.0/0" not in (cluster["vpcConfig"].get("publicAccessCidrs") or []), "no open API"
+    assert cluster["deletionProtection"] is (run.name == "prod"), "prod cluster is protected"
+    subnet_ids = {
+        f"{s['name']}-" for s in run.of_type("aws:ec2/subnet:Subnet") if "-private-" in s["name"]
+    }
+    assert all(
+        any(sid.startswith(p) for p in subnet_ids) for sid in cluster["vpcConfig"]["subnetIds"]
+    ), "control plane ENIs sit in private subnets"
+
+
+def test_node_group_sized_per_stack(run: StackRun) -> None:
+    settings = yaml.safe_load(
+        (Path(__file__).parents[2] / f"environments/Pulumi.{run.name}.yaml").read_text()
+    )["config"]["approvals:cluster"]
+    group = run.one("aws:eks/nodeGroup:NodeGroup")["inputs"]
+    assert group["scalingConfig"] == {
+        "minSize": settings["minSize"],
+        "desiredSize": settings["desiredSize"],
+        "maxSize": settings["maxSize"],
+    }, f"{run.name}: scaling from the stack file"
+    assert group["instanceTypes"] == settings["instanceTypes"], "instance types from config"
+    oidc = [p["inputs"] for p in run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")]
+    assert any(p["url"].startswith("https://oidc.eks.") for p in oidc), "IRSA provider exists"
+    assert run.outputs["kubeconfig"]["secret"], "kubeconfig output is a secret"
+    addons = {a["inputs"]["addonName"]: a["inputs"] for a in run.of_type("aws:eks/addon:Addon")}
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {
+        "enableNetworkPolicy": "true"
+    }, "NetworkPolicy is enforced by the CNI"
+    assert "metrics-server" in addons, "the HPA has a metrics source"
+
+
+def test_redis_is_encrypted_authenticated_and_fenced(run: StackRun) -> None:
+    _, _, nodes, *_ = EXPECTED[run.name]
+    group = run.one("aws:elasticache/replicationGroup:ReplicationGroup")
+    redis = group["inputs"]
+    assert redis["atRestEncryptionEnabled"] and redis["transitEncryptionEnabled"], "encryption"
+    assert redis["transitEncryptionMode"] == "required", "no plaintext clients"
+    assert "authToken" in group["secretInputs"] and len(redis["authToken"]) == 64, "AUTH secret"
+    assert redis["numCacheClusters"] == nodes, f"{run.name}: node count"
+    multi = run.name != "dev"
+    assert redis["multiAzEnabled"] is multi and redis["automaticFailoverEnabled"] is multi, "HA"
+    rule = run.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")["inputs"]
+    assert rule["referencedSecurityGroupId"] == "sg-eks-cluster", "only the cluster's nodes"
+    assert (rule["fromPort"], rule["toPort"]) == (6379, 6379), "only the Redis port"
+    assert "cidrIpv4" not in rule, "no address range admitted"
+    version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert "secretString" in version["secretInputs"], "the stored token stays a Pulumi secret"
+    stored = json.loads(version["inputs"]["secretString"])
+    assert stored["password"] == redis["authToken"], "Secrets Manager holds the same token"
+    assert run.one("aws:secretsmanager/secret:Secret")["inputs"]["kmsKeyId"], "customer key"
+
+
+def test_bucket_is_private_encrypted_versioned(run: StackRun) -> None:
+    days = {"dev": 14, "staging": 30, "prod": 180}[run.name]
+    block = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")["inputs"]
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls")), (
+        "full public access block"
+    )
+    assert block["restrictPublicBuckets"], "public policies are ignored too"
+    token = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    sse = run.one(token)["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"]
+    assert sse["sseAlgorithm"] == "aws:kms" and sse["kmsMasterKeyId"].startswith("arn:aws:kms"), (
+        "SSE-KMS with the customer key"
+    )
+    versioning = run.one("aws:s3/bucketVersioning:BucketVersioning")["inputs"]
+    assert versioning["versioningConfiguration"]["status"] == "Enabled", "versioning on"
+    deny = _policy(run.one("aws:s3/bucketPolicy:BucketPolicy"))["Statement"][0]
+    assert deny["Effect"] == "Deny", "the bucket policy denies"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, "non-TLS access"
+    rules = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["inputs"]
+    expiry = rules["rules"][0]["noncurrentVersionExpiration"]["noncurrentDays"]
+    assert expiry == days, f"{run.name}: old versions expire after {days} days"
+    keys = run.of_type("aws:kms/key:Key")
+    assert keys and all(k["inputs"]["enableKeyRotation"] for k in keys), "every key rotates"
+
+
+def test_image_registry(run: StackRun) -> None:
+    repo = run.one("aws:ecr/repository:Repository")["inputs"]
+    assert repo["imageTagMutability"] == "IMMUTABLE", "tags cannot be overwritten"
+    assert repo["imageScanningConfiguration"]["scanOnPush"], "scan on push"
+    lifecycle = _policy(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy"))
+    assert [r["selection"]["tagStatus"] for r in lifecycle["rules"]] == ["untagged", "any"], (
+        "untagged images expire first, then only the newest are kept"
+    )
+
+
+def test_irsa_role_reads_only_models_registry_and_secret(run: StackRun) -> None:
+    roles = {r["name"]: r for r in run.of_type("aws:iam/role:Role")}
+    irsa = roles[f"approvals-{run.name}-service-irsa"]
+    trust = _policy(irsa, "assumeRolePolicy")["Statement"][0]
+    condition = trust["Condition"]["StringEquals"]
+    subs = [v for k, v in condition.items() if k.endswith(":sub")]
+    assert subs == ["system:serviceaccount:approvals:approvals"], "only the service's account"
+    assert [v for k, v in condition.items() if k.endswith(":aud")] == ["sts.amazonaws.com"], "aud"
+    policy = next(
+        _policy(p)
+        for p in run.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p["name"] == f"approvals-{run.name}-service-irsa"
+    )
+    bucket = run.output("bucketName")
+    objects = {
+        r for s in policy["Statement"] if "s3:GetObject" in s["Action"] for r in s["Resource"]
+    }
+    assert objects == {f"arn:aws:s3:::{bucket}/models/*", f"arn:aws:s3:::{bucket}/registry/*"}, (
+        "object reads limited to models/ and registry/"
+    )
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert not {a for a in actions if a.startswith("s3:Put") or a.endswith("*")}, "read only"
+    secret = [s for s in policy["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert secret[0]["Resource"] == [run.output("redisSecretArn")], "only the Redis secret"
+
+
+def test_deployment_runs_the_bento_with_its_contract(run: StackRun) -> None:
+    (deployment,) = run.kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"{run.output('ecrRepositoryUrl')}:0.1.0", "ECR image, pinned tag"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 3000, "grpc": 50051}, "HTTP and gRPC ports"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez", "liveness probe"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness probe"
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("APPROVALS_REDIS_URL", "APPROVALS_REDIS_PASSWORD"):
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "approvals-redis", f"{key} secret"
+    assert env["APPROVALS_MODEL_URI"]["value"] == run.output("modelUri"), "model URI"
+    assert env["APPROVALS_MODEL_URI"]["value"].endswith("/models/v1/"), "models/ prefix"
+    assert env["APPROVALS_ENVIRONMENT"]["value"] == run.name, "environment name"
+    assert env["APPROVALS_MODEL_VERSION"]["value"] == "v1", "model version from config"
+    assert env["APPROVALS_LOG_LEVEL"]["value"] in {"DEBUG", "INFO"}, "log level from config"
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"], "non-root, read-only"
+    assert context["allowPrivilegeEscalation"] is False, "no privilege escalation"
+    keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+    assert "topology.kubernetes.io/zone" in keys, "spread across zones"
+
+
+def test_redis_secret_carries_the_generated_token(run: StackRun) -> None:
+    (secret,) = run.kind("Secret")
+    redis = run.one("aws:elasticache/replicationGroup:ReplicationGroup")["inputs"]
+    assert secret["stringData"]["redis-password"] == redis["authToken"], "same AUTH token"
+    assert secret["stringData"]["redis-url"].startswith("rediss://master."), "TLS URL"
+    assert secret["stringData"]["redis-url"].endswith(":6379/0"), "Redis port and database"
+    resource = next(r for r in run.of_type("kubernetes:core/v1:Secret"))
+    assert "stringData" in resource["secretInputs"], "the token stays a Pulumi secret"
+
+
+def test_scaling_disruption_and_network_policy(run: StackRun) -> None:
+    *_, min_pods, _ = EXPECTED[run.name]
+    (hpa,) = run.kind("HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == min_pods, f"{run.name}: HPA minimum"
+    (pdb,) = run.kind("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] < min_pods or min_pods == 1, "drains can progress"
+    (policy,) = run.kind("NetworkPolicy")
+    ports = {p["port"] for p in policy["spec"]["ingress"][0]["ports"]}
+    assert ports == {3000, 50051}, "only the served ports are admitted"
+    services = {s["metadata"]["name"]: s for s in run.kind("Service")}
+    assert set(services) == {"approvals-http", "approvals-grpc"}, "one Service per protocol"
+    for service in services.values():
+        if service["spec"]["type"] == "LoadBalancer":
+            notes = service["metadata"]["annotations"]
+            assert notes["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true", (
+                "load balancers stay internal"
+            )
+
+
+def test_prod_is_stricter_than_dev(stack_runs: dict[str, StackRun]) -> None:
+    dev, prod = stack_runs["dev"], stack_runs["prod"]
+    redis = {
+        n: r.one("aws:elasticache/replicationGroup:ReplicationGroup")["inputs"]
+        for n, r in (("dev", dev), ("prod", prod))
+    }
+    assert redis["prod"]["nodeType"] != redis["dev"]["nodeType"], "prod Redis is larger"
+    assert prod.kind("HorizontalPodAutoscaler")[0]["spec"]["minReplicas"] >= 2, "prod HPA >= 2"
+    assert dev.one("aws:s3/bucket:Bucket")["inputs"]["forceDestroy"], "dev buckets can be dropped"
+    assert not prod.one("aws:s3/bucket:Bucket")["inputs"]["forceDestroy"], "prod keeps data"
+
+
+def test_outputs_for_pipeline_and_users(run: StackRun) -> None:
+    for key in ("clusterName", "kubeconfig", "bucketName", "ecrRepositoryUrl", "redisEndpoint"):
+        assert run.output(key), f"{run.name}: output {key}"
+    hosts = run.output("serviceHosts")
+    assert hosts["http"] == "approvals-http.approvals.svc.cluster.local:3000", "HTTP host"
+    assert hosts["grpc"] == "approvals-grpc.approvals.svc.cluster.local:50051", "gRPC host"
+    assert "deployRoleArn" not in run.outputs, "no deploy role without githubRepository"
+
+
+@pytest.mark.parametrize("variant", ["staging+github", "prod+github-reuse"])
+def test_github_deploy_role(stack_runs: dict[str, StackRun], variant: str) -> None:
+    run = stack_runs[variant]
+    env = variant.split("+", maxsplit=1)[0]
+    providers = [
+        p["inputs"]["url"]
+        for p in run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    ]
+    github = "https://token.actions.githubusercontent.com"
+    assert (github in providers) is (variant == "staging+github"), "provider made or reused"
+    role = next(r for r in run.of_type("aws:iam/role:Role") if "-deploy-role" in r["name"])
+    statement = _policy(role, "assumeRolePolicy")["Statement"][0]
+    assert statement["Condition"]["StringEquals"] == {
+        "token.actions.githubusercontent.com:sub": f"repo:{GITHUB_REPO}:environment:{env}",
+        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+    }, "only this repository's environment may assume the role"
+    if variant == "prod+github-reuse":
+        assert statement["Principal"]["Federated"] == EXISTING_PROVIDER, "reuses the provider"
+    assert run.output("deployRoleArn") == role["state"]["arn"], "deploy role ARN is exported"
+    scope = run.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")["inputs"]
+    assert scope["accessScope"] == {"type": "namespace", "namespaces": ["approvals"]}, "scoped"
+
+
+def test_bad_stack_file_fails_the_program_with_the_key(tmp_path: Path, run_program: Any) -> None:
+    source = Path(__file__).parents[2] / "environments/Pulumi.dev.yaml"
+    document = yaml.safe_load(source.read_text())
+    document["config"]["approvals:cluster"]["maxSize"] = "many"
+    del document["config"]["approvals:service"]
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    result = run_program(stack_file, tmp_path / "out.json")
+    assert result.returncode == 2, f"the program refuses the stack: {result.stderr[-2000:]}"
+    assert "approvals:cluster.maxSize" in result.stderr, "names the wrongly typed key"
+    assert "approvals:service: Field required" in result.stderr, "names the missing key"
+    assert not (tmp_path / "out.json").exists(), "nothing was created"

@@ -1,0 +1,95 @@
+"""Structural rules of the pipeline that no linter checks for us."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.workflows.conftest import ACTIONS, GITHUB, load
+
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+OIDC_ACTION = "aws-actions/configure-aws-credentials@"
+
+
+def _steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    jobs = doc.get("jobs", {}).values()
+    steps = [s for job in jobs for s in job.get("steps", [])]
+    return steps + doc.get("runs", {}).get("steps", [])
+
+
+def test_every_action_is_pinned_to_a_full_commit_sha(workflows) -> None:
+    docs = {**workflows, **{str(p): load(p) for p in ACTIONS}}
+    for name, doc in docs.items():
+        uses = [s["uses"] for s in _steps(doc) if "uses" in s]
+        uses += [j["uses"] for j in doc.get("jobs", {}).values() if "uses" in j]
+        for ref in uses:
+            local = ref.startswith("./")
+            assert local or SHA_PIN.fullmatch(ref), f"{name}: {ref} is not pinned to a commit SHA"
+
+
+def test_permissions_are_empty_at_top_and_set_per_job(workflows) -> None:
+    for name, doc in workflows.items():
+        assert doc.get("permissions") == {}, f"{name}: top-level permissions must be {{}}"
+        for job_id, job in doc["jobs"].items():
+            perms = job.get("permissions")
+            assert isinstance(perms, dict), f"{name}:{job_id} declares its own permissions"
+            assert "write-all" not in str(perms), f"{name}:{job_id} is least-privilege"
+
+
+def test_id_token_only_where_aws_is_assumed(workflows) -> None:
+    for name, doc in workflows.items():
+        for job_id, job in doc["jobs"].items():
+            wants_oidc = job.get("permissions", {}).get("id-token") == "write"
+            assumes = any(OIDC_ACTION in s.get("uses", "") for s in job.get("steps", []))
+            calls = job.get("uses", "").endswith("deploy.yml")
+            assert wants_oidc == (assumes or calls), f"{name}:{job_id} id-token iff it uses AWS"
+
+
+def test_aws_only_through_oidc_role(workflows) -> None:
+    text = "\n".join(p.read_text() for p in GITHUB.rglob("*") if p.is_file())
+    assert "aws-access-key-id" not in text, "no long-lived AWS keys in any workflow"
+    assert "AWS_SECRET_ACCESS_KEY" not in text, "no AWS secret keys in any workflow"
+    for name, doc in workflows.items():
+        for step in _steps(doc):
+            if OIDC_ACTION in step.get("uses", ""):
+                role = step["with"]["role-to-assume"]
+                assert role.startswith("${{ vars."), f"{name}: role comes from a variable"
+
+
+def test_deploys_are_serialized_per_environment(workflows) -> None:
+    deploy = workflows["deploy.yml"]["jobs"]["deploy"]
+    assert deploy["concurrency"]["group"] == "deploy-${{ inputs.environment }}", "per-env group"
+    assert deploy["concurrency"]["cancel-in-progress"] is False, "a rollout is never cancelled"
+    assert deploy["environment"]["name"] == "${{ inputs.environment }}", "GitHub environment"
+
+
+def test_release_goes_dev_staging_prod_through_one_reusable_workflow(workflows) -> None:
+    jobs = workflows["release.yml"]["jobs"]
+    envs = [j["with"]["environment"] for j in jobs.values() if "uses" in j]
+    assert envs == ["dev", "staging", "prod"], f"rollout order: {envs}"
+    assert jobs["staging"]["needs"] == ["model", "dev"], "staging waits for dev"
+    assert jobs["prod"]["needs"] == ["model", "staging"], "prod waits for staging"
+    assert all(j["uses"] == "./.github/workflows/deploy.yml" for j in jobs.values() if "uses" in j)
+    assert "workflow_call" in workflows["deploy.yml"]["on"], "deploy.yml is reusable"
+
+
+def test_promote_and_rollback_are_manual(workflows) -> None:
+    dispatch = workflows["operate.yml"]["on"]["workflow_dispatch"]["inputs"]
+    assert dispatch["action"]["options"] == ["promote", "rollback"], "both operations offered"
+    assert dispatch["environment"]["options"] == ["dev", "staging", "prod"], "closed env list"
+
+
+def test_run_scripts_never_interpolate_untrusted_context(workflows) -> None:
+    untrusted = re.compile(r"\$\{\{\s*(inputs|github\.event|github\.head_ref)")
+    for name, doc in workflows.items():
+        for step in _steps(doc):
+            script = step.get("run", "")
+            assert not untrusted.search(script), f"{name}: pass inputs via env, not ${{{{ }}}}"
+
+
+def test_pr_tests_get_a_redis_service(workflows) -> None:
+    test = workflows["ci.yml"]["jobs"]["test"]
+    assert test["services"]["redis"]["image"].startswith("redis:"), "Redis service container"
+    assert test["env"]["REDIS_URL"].startswith("redis://"), "tests use it through REDIS_URL"
+    preview = workflows["ci.yml"]["jobs"]["preview"]["steps"][-1]["with"]
+    assert (preview["command"], preview["comment-on-pr"]) == ("preview", True), "PR comment"
