@@ -1,7 +1,7 @@
 """The bento really served: HTTP and gRPC clients against ``bentoml serve`` with real Redis.
 
 One server for the whole module (starting one costs ~15 s on two cores); the graceful shutdown
-test stops it and therefore runs last.
+test starts and stops one of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from approvals.materialize import materialize
 from approvals.package import ModelPackage
 from approvals.settings import RedisSettings
 from tests.bento.clients import attempt_message
-from tests.bento.conftest import Served, attempt_json
+from tests.bento.conftest import Served, attempt_json, serve
 from tests.conftest import RedisServer
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -296,32 +296,42 @@ def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
 
 
 def test_sigterm_drains_in_flight_requests(
-    served: Served, stub: pb_grpc.ApprovalServiceStub, features_redis: RedisServer,
-    test_rows: pd.DataFrame, tmp_path: Path,
+    serving_model: tuple[object, Path], features_redis: RedisServer, test_rows: pd.DataFrame,
+    tmp_path: Path,
 ) -> None:  # fmt: skip
-    """Runs last: it shuts the module's server down."""
+    """A server of its own: no earlier test's load shapes the batcher's shedding estimates."""
     import redis
 
+    served = serve(
+        serving_model[1], features_redis.url, tmp_path,
+        APPROVALS_REDIS_TIMEOUT_MS="5000", APPROVALS_MAX_LATENCY_MS="10000",
+    )  # fmt: skip
     body = {"attempt": attempt_json(test_rows.iloc[0])}
     message = pb.ScoreRequest(attempt=attempt_message(test_rows.iloc[0]))
     slept: list[object] = []
     blocker = threading.Thread(
         target=lambda: slept.append(
-            redis.Redis.from_url(features_redis.url).execute_command("DEBUG", "SLEEP", "0.8")
+            redis.Redis.from_url(features_redis.url).execute_command("DEBUG", "SLEEP", "1.5")
         )
     )
-    # given requests held in flight (Redis is busy for 0.8 s, below the shedding deadline)
-    blocker.start()
-    threading.Event().wait(0.1)
-    with ThreadPoolExecutor(8) as pool:
-        http_calls = [pool.submit(post, served, "/score", body) for _ in range(4)]
-        grpc_calls = [pool.submit(stub.Score, message, timeout=30) for _ in range(4)]
-        threading.Event().wait(0.3)
-        # when the server is told to stop
-        code = served.stop()
-        # then every in-flight request still completes successfully
-        assert [f.result().status_code for f in http_calls] == [200] * 4
-        assert all(re.fullmatch(r"\d{14}-\w+", f.result().model_version) for f in grpc_calls)
-    blocker.join()
+    try:
+        with grpc.insecure_channel(served.grpc) as channel, ThreadPoolExecutor(8) as pool:
+            stub = pb_grpc.ApprovalServiceStub(channel)
+            stub.Score(message, timeout=30)  # connected and warm before Redis is held
+            # given requests held in flight (Redis is busy for 1.5 s)
+            blocker.start()
+            threading.Event().wait(0.1)
+            http_calls = [pool.submit(post, served, "/score", body) for _ in range(4)]
+            grpc_calls = [pool.submit(stub.Score, message, timeout=30) for _ in range(4)]
+            threading.Event().wait(0.5)
+            # when the server is told to stop
+            code = served.stop()
+            # then every in-flight request still completes successfully
+            assert [f.result().status_code for f in http_calls] == [200] * 4
+            assert all(re.fullmatch(r"\d{14}-\w+", f.result().model_version) for f in grpc_calls)
+    finally:
+        served.stop()
+        if blocker.is_alive():
+            blocker.join()
     assert slept == [b"OK"], "Redis really held the requests in flight"
     assert code == 0, f"clean exit, got {code}"
