@@ -1,22 +1,30 @@
 """The one adaptive batcher that HTTP and gRPC requests share, inside the serving process.
 
-BentoML's batchable APIs batch with its ``CorkDispatcher`` behind their own HTTP route only,
-so a gRPC servicer could reach one solely through an inter-process HTTP hop (the first design,
-measured at 8-20 ms per call under load on two cores). Here the service owns one
-``CorkDispatcher``, the same class and algorithm BentoML builds for ``batchable=True`` APIs,
-with explicit ``max_batch_size`` / ``max_latency_ms``: every Score, ScoreBatch, RankRoutes and
-AdviseRetry call of either protocol queues its validated attempts into it, and one batch is one
-Redis read, one feature build and one model call (:class:`approvals.serving.Pipeline`). Up to
-``concurrency`` batches run at once, so one batch's Redis round trip overlaps the next one's
-numpy work. ``docs/serving.md`` has the measurements behind the numbers.
+Continuous batching: a batch leaves as soon as a batch slot is free, carrying every request
+queued by then (up to ``max_batch_size`` rows). Nothing waits on a timer, so at low load every
+request is its own batch (no added latency) and under load batches grow by themselves with the
+queue, which is what amortises the Redis round trip, the feature build and the model call.
+Up to ``concurrency`` batches run at once, so one batch's Redis round trip overlaps the next
+one's numpy work. A request still queued ``max_latency_ms`` after it arrived is shed
+(:class:`~gateway.OverloadedError`: HTTP 429 / gRPC RESOURCE_EXHAUSTED) instead of being
+answered late.
+
+Why not BentoML's ``batchable=True`` dispatcher: it sits behind its own HTTP route (gRPC could
+reach it only through an inter-process HTTP hop, measured at 8-20 ms per call), it answers
+overload with 503, and its latency model counts requests rather than rows, so a 1000-attempt
+ScoreBatch looked like one slow request and shed the Score calls behind it for seconds (see
+``docs/serving.md``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
-from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
 from gateway import OverloadedError
 
 from approvals.contract import Attempt
@@ -25,11 +33,18 @@ Job = list[Attempt]
 BatchFn = Callable[[Sequence[Job]], Awaitable[list[np.ndarray]]]
 
 
-class Batcher:
-    """Adaptive batching of requests' attempts into one call of ``score``.
+@dataclass
+class _Queued:
+    attempts: Job
+    future: asyncio.Future[np.ndarray]
+    enqueued: float = field(default_factory=time.monotonic)
 
-    Batch sizes count attempts (rows), so a ScoreBatch of 1000 weighs 1000 Scores; a request
-    larger than the room left in a batch is split across two calls, as BentoML does.
+
+class Batcher:
+    """Adaptive batching of requests' attempts into calls of ``score``.
+
+    Batch sizes count attempts (rows): a ScoreBatch of 1000 weighs 1000 Scores. A request is
+    never split; one larger than ``max_batch_size`` is a batch of its own.
     """
 
     def __init__(
@@ -41,37 +56,95 @@ class Batcher:
         on_batch: Callable[[int], None] = lambda rows: None,
     ) -> None:
         """Batch calls of ``score``; ``on_batch`` sees the rows of every batch (a metric)."""
+        if max_batch_size < 1 or max_latency_ms < 1 or concurrency < 1:
+            raise ValueError("max_batch_size, max_latency_ms and concurrency must be >= 1")
         self._score = score
         self._on_batch = on_batch
-        self._dispatcher: CorkDispatcher[Job, np.ndarray] = CorkDispatcher(
-            max_latency_in_ms=max_latency_ms,
-            max_batch_size=max_batch_size,
-            shared_sema=NonBlockSema(concurrency),
-            fallback=self._shed,
-            get_batch_size=len,
-            batch_dim=(0, 0),
-        )
-        self._call = self._dispatcher(self._run)
+        self._max_rows = max_batch_size
+        self._deadline_s = max_latency_ms / 1000
+        self._free = concurrency
+        self._queue: deque[_Queued] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+        self._kick_scheduled = False
+        self._closed = False
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch slot."""
+        return len(self._queue)
 
     async def __call__(self, attempts: Job) -> np.ndarray:
         """One row per attempt of one request, (probability, degraded), computed in a batch.
 
         Raises:
-            OverloadedError: the batcher shed the request (queued past ``max_latency_ms``).
+            OverloadedError: the request waited ``max_latency_ms`` without a batch slot, or the
+                batcher is shut down.
         """
-        result = await self._call(attempts)
-        if result is None:  # the dispatcher's fallback raises; this is only for type checkers
-            raise OverloadedError("model batcher is at capacity")
-        return result
+        if self._closed:
+            raise OverloadedError("the service is shutting down")
+        loop = asyncio.get_running_loop()
+        job = _Queued(attempts, loop.create_future())
+        self._queue.append(job)
+        if not self._kick_scheduled:
+            # Dispatch on the next turn of the loop, so requests parsed in this one join.
+            self._kick_scheduled = True
+            loop.call_soon(self._kick)
+        return await job.future
 
     def shutdown(self) -> None:
-        """Stop the dispatcher's controller task (queued calls are cancelled)."""
-        self._dispatcher.shutdown()
+        """Refuse new requests and shed the queued ones (running batches finish)."""
+        self._closed = True
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(OverloadedError("the service is shutting down"))
 
-    async def _run(self, batch: Sequence[Job]) -> list[np.ndarray]:
-        self._on_batch(sum(len(job) for job in batch))
-        return await self._score(batch)
+    def _kick(self) -> None:
+        self._kick_scheduled = False
+        while self._free > 0:
+            batch = self._take()
+            if not batch:
+                return
+            self._free -= 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-    @staticmethod
-    def _shed() -> np.ndarray:
-        raise OverloadedError("model batcher is at capacity")
+    def _take(self) -> list[_Queued]:
+        """The next batch: oldest first, past-deadline requests shed, abandoned ones skipped."""
+        batch: list[_Queued] = []
+        rows = 0
+        now = time.monotonic()
+        while self._queue:
+            job = self._queue[0]
+            if job.future.done():  # the caller went away (cancelled)
+                self._queue.popleft()
+                continue
+            if now - job.enqueued > self._deadline_s:
+                self._queue.popleft()
+                job.future.set_exception(OverloadedError("model batcher is at capacity"))
+                continue
+            if batch and rows + len(job.attempts) > self._max_rows:
+                break
+            self._queue.popleft()
+            batch.append(job)
+            rows += len(job.attempts)
+        return batch
+
+    async def _run(self, batch: list[_Queued]) -> None:
+        try:
+            self._on_batch(sum(len(job.attempts) for job in batch))
+            results = await self._score([job.attempts for job in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"scorer answered {len(results)} of {len(batch)} requests")
+        except Exception as exc:  # every caller of the batch sees the failure
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+        else:
+            for job, result in zip(batch, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(result)
+        finally:
+            self._free += 1
+            self._kick()

@@ -18,6 +18,7 @@ chooses the store); prints the bento tag. ``bentoml containerize TAG`` then buil
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -37,9 +38,10 @@ def assemble(model_dir: Path, context: Path) -> Path:
             shutil.copy2(path, context / path.name)
     shutil.copytree(BENTO_DIR / "approval", context / "approval")
     shutil.copytree(model_dir, context / "model", ignore=shutil.ignore_patterns(*MODEL_SKIP, ".*"))
-    _run(["uv", "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
+    uv = _uv()
+    _run([uv, "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
     export = [
-        "uv", "export", "--frozen", "--no-dev", "--extra", "serve", "--no-hashes",
+        uv, "export", "--frozen", "--no-dev", "--extra", "serve", "--no-hashes",
         "--no-emit-project", "--output-file", str(context / "requirements.txt"),
     ]  # fmt: skip
     _run(export)
@@ -60,6 +62,14 @@ def build(model_dir: Path) -> str:
     if not tags:
         raise RuntimeError(f"bentoml build printed no tag:\n{out[-2000:]}")
     return tags[-1].strip()
+
+
+def _uv() -> str:
+    """The uv binary: the one running us (``UV``), on PATH, or the Makefile's ``.tools``."""
+    for candidate in (os.environ.get("UV"), shutil.which("uv"), str(ROOT / ".tools/bin/uv")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise RuntimeError("uv not found (UV, PATH or .tools/bin/uv): run `make install` first")
 
 
 def _run(args: list[str], cwd: Path = ROOT) -> str:

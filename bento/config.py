@@ -22,8 +22,8 @@ class ServingSettings(BaseSettings):
         grpc_host: gRPC bind address.
         max_inflight: calls admitted at once; beyond, HTTP 429 / gRPC RESOURCE_EXHAUSTED.
         max_batch_size: most attempts (rows) in one batch of the adaptive batcher.
-        max_latency_ms: queueing deadline of the batcher; past it calls are shed (HTTP 429 /
-            gRPC RESOURCE_EXHAUSTED).
+        max_latency_ms: queueing deadline of the batcher: a call still waiting for a batch
+            slot after it is shed (HTTP 429 / gRPC RESOURCE_EXHAUSTED), not answered late.
         max_concurrent_batches: batches in progress at once (a batch awaiting Redis lets the
             next one compute).
         costs: cost configuration YAML (default: the one packaged with approvals).

@@ -1,10 +1,10 @@
 """``make demo``: the whole offline loop on embedded defaults, end to end.
 
 simulate -> train -> evaluate (with the simulator's truth) -> policy-eval -> gate, each through
-the same CLI a user runs; then materialize the features into a local Redis, serve the model
-with BentoML and call it over HTTP and gRPC (``DEMO_SERVE=0`` skips this part); finally print
-the key figures and where the plots are. Settings come from
-the environment: ``DEMO_DIR`` (default ``.demo``), ``DEMO_PAYMENTS`` (default 150000),
+the same CLI a user runs; then build the bento, materialize the features into a local Redis,
+serve the built bento and call it over HTTP and gRPC (``DEMO_SERVE=0`` skips this part);
+finally print the key figures and where the plots are. Settings come from the environment:
+``DEMO_DIR`` (default ``.demo``), ``DEMO_PAYMENTS`` (default 150000),
 ``DEMO_SEED`` (default 7).
 """
 
@@ -89,16 +89,21 @@ def summary(paths: dict[str, Path]) -> str:
 
 
 def online(paths: dict[str, Path], root: Path) -> None:
-    """Materialize features into Redis, serve the model, call it over HTTP and gRPC, stop."""
+    """Build the bento, materialize features into Redis, serve it, call it over HTTP and gRPC."""
     from approvals import demo_calls, local
 
-    print("\n== serve: redis-server, materialize, bentoml serve (HTTP + gRPC)", flush=True)
     data = paths["sim"] / "attempts.parquet"
     workdir = root / "serve"
     workdir.mkdir(parents=True, exist_ok=True)
+    print("\n== bento: bento/bundle.py (service, model package, serving-only deps)", flush=True)
+    start = time.monotonic()
+    tag = local.build_bento(paths["model"], workdir / "bentoml")
+    print(f"built {tag} in BENTOML_HOME={workdir / 'bentoml'}", flush=True)
+    print(f"   ({time.monotonic() - start:.1f}s)", flush=True)
+    print(f"\n== serve: redis-server, materialize, bentoml serve {tag} (HTTP + gRPC)", flush=True)
     with local.redis(workdir) as url:
         local.materialize_data(data, url)
-        service = local.start_service(paths["model"], url, workdir, log=workdir / "serve.log")
+        service = local.start_service(None, url, workdir, log=workdir / "serve.log", bento=tag)
         try:
             print(f"serving on {service.http} (HTTP) and {service.grpc} (gRPC)", flush=True)
             attempts, routes = demo_calls.request_attempts(data)

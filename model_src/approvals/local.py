@@ -85,31 +85,65 @@ class Service:
         return int(self.proc.wait(timeout=10))
 
 
-def serve_command(http_port: int) -> list[str]:
-    """The ``bentoml serve`` command line for the bento's service."""
-    return [sys.executable, "-m", "bentoml", "serve", "service:Approvals",
+SOURCE_SERVICE = "service:Approvals"
+
+
+def serve_command(http_port: int, target: str = SOURCE_SERVICE) -> list[str]:
+    """The ``bentoml serve`` command line: the service in ``bento/``, or a built bento's tag."""
+    return [sys.executable, "-m", "bentoml", "serve", target,
             "--host", "127.0.0.1", "--port", str(http_port)]  # fmt: skip
 
 
-def service_env(model_dir: Path, redis_url: str, grpc_port: int, home: Path) -> dict[str, str]:
-    """Environment of the service process (settings reach it only through here)."""
-    return {
+def service_env(
+    model_dir: Path | None, redis_url: str, grpc_port: int, home: Path
+) -> dict[str, str]:
+    """Environment of the service process (settings reach it only through here).
+
+    Without ``model_dir`` the service loads the model package baked into the bento.
+    """
+    env = {
         **os.environ,
-        "APPROVALS_MODEL_DIR": str(model_dir.resolve()),
         "APPROVALS_REDIS_URL": redis_url,
         "GRPC_PORT": str(grpc_port),
-        "BENTOML_HOME": str(home),
+        "BENTOML_HOME": str(home.resolve()),
         "BENTOML_DO_NOT_TRACK": "true",
     }
+    env.pop("APPROVALS_MODEL_DIR", None)
+    if model_dir is not None:
+        env["APPROVALS_MODEL_DIR"] = str(model_dir.resolve())
+    return env
 
 
-def start_service(model_dir: Path, redis_url: str, workdir: Path, *, log: Path) -> Service:
-    """Start the service on free ports and wait until ``/readyz`` answers 200."""
+def build_bento(model_dir: Path, home: Path) -> str:
+    """``bento/bundle.py``: build the bento of ``model_dir`` into the store at ``home``; its tag.
+
+    Raises:
+        UserError: the build failed (with the end of its output).
+    """
+    env = {**os.environ, "BENTOML_HOME": str(home.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
+    done = subprocess.run(
+        [sys.executable, str(BENTO_DIR / "bundle.py"), str(model_dir)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise UserError(f"building the bento failed:\n{(done.stderr or done.stdout)[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def start_service(
+    model_dir: Path | None, redis_url: str, workdir: Path, *, log: Path, bento: str | None = None
+) -> Service:
+    """Start the service on free ports and wait until ``/readyz`` answers 200.
+
+    Serves the built bento ``bento`` (a tag in ``workdir/bentoml``, its baked model unless
+    ``model_dir`` says otherwise) or, without one, the service source in ``bento/``.
+    """
     http_port, grpc_port = free_port(), free_port()
     env = service_env(model_dir, redis_url, grpc_port, workdir / "bentoml")
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            serve_command(http_port), cwd=BENTO_DIR, env=env, stdout=sink,
+            serve_command(http_port, bento or SOURCE_SERVICE),
+            cwd=BENTO_DIR if bento is None else workdir, env=env, stdout=sink,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     service = Service(proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
