@@ -200,6 +200,9 @@ async def latency_table(
             await open_loop(send, 50, 3)
         for rps in rates:
             for name, send in (("http", clients.score_http), ("grpc", clients.score_grpc)):
+                # steady state: the client's connection pool sized for this rate (uvicorn closes
+                # keep-alive connections idle for 5 s, e.g. during the other protocol's run)
+                await open_loop(send, rps, 1)
                 before, cpu = await batch_sizes(base), server_cpu_s(pid)
                 outcome = await open_loop(send, rps, seconds)
                 cpu = (server_cpu_s(pid) - cpu) / max(1, int(rps * seconds)) * 1e3
