@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,11 @@ class FeatureSpec:
         raw: dict[str, Any] = json.loads(text)
         return cls(**raw)
 
+    @cached_property
+    def vocab_index(self) -> dict[str, dict[str, float]]:
+        """:func:`vocab_index` of the vocabulary, built once per spec."""
+        return vocab_index(self.vocab)
+
     @property
     def categorical(self) -> list[str]:
         """Names of the categorical features, as LightGBM needs them."""
@@ -73,32 +79,78 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-def _shrunk(a: np.ndarray, n: np.ndarray, prior: np.ndarray | float, strength: float) -> np.ndarray:
-    return (a + strength * prior) / (n + strength)
+@dataclass(frozen=True)
+class _Rates:
+    """Every (family, window) counter pair as one row of a matrix, computed level by level.
+
+    Rates shrink toward the parent family's lifetime rate, so families are computed in levels
+    (top-level families first, then their children); within a level every row is one numpy
+    operation instead of one per family and window.
+    """
+
+    bases: list[str]  # "<family>_<window>" of each row
+    strength: np.ndarray  # (rows, 1) pseudo-counts
+    levels: list[tuple[np.ndarray, np.ndarray]]  # (rows, row of each one's parent life rate or -1)
+    life_row: np.ndarray  # row of each row's own family's lifetime rate
+    outage: list[int]  # rows with an outage share (finite windows of families counting outages)
+    vs_life: list[int]  # rows compared with their family's lifetime rate
+
+
+def _plan_rates() -> _Rates:
+    rows = [(f, w) for f in FAMILIES for w in f.windows]
+    bases = [f"{f.name}_{w.name}" for f, w in rows]
+    life = {f.name: bases.index(f"{f.name}_{w.name}") for f in FAMILIES for w in f.windows
+            if w.lifetime}  # fmt: skip
+    depth: dict[str, int] = {}
+    while len(depth) < len(FAMILIES):
+        for f in FAMILIES:
+            if f.name not in depth and (f.parent is None or f.parent in depth):
+                depth[f.name] = 0 if f.parent is None else depth[f.parent] + 1
+    levels = []
+    for level in sorted(set(depth.values())):
+        mine = [i for i, (f, _) in enumerate(rows) if depth[f.name] == level]
+        parents = [life[rows[i][0].parent] if rows[i][0].parent else -1 for i in mine]  # type: ignore[index]
+        levels.append((np.array(mine, dtype=np.intp), np.array(parents, dtype=np.intp)))
+    return _Rates(
+        bases=bases,
+        strength=np.array([[f.strength] for f, _ in rows]),
+        levels=levels,
+        life_row=np.array([life[f.name] for f, _ in rows], dtype=np.intp),
+        outage=[i for i, (f, w) in enumerate(rows) if "outage" in f.counters and not w.lifetime],
+        vs_life=[i for i, (f, w) in enumerate(rows) if w != f.windows[-1]],
+    )
+
+
+_RATES = _plan_rates()
 
 
 def aggregate_features(
     counts: Columns, attempts: Columns, global_rate: float
 ) -> dict[str, np.ndarray]:
     """Shrunk rates, volumes, outage shares and card history from the window counters."""
+    plan = _RATES
+    n = np.array([counts[f"{base}_n"] for base in plan.bases], dtype=np.float64)
+    a = np.array([counts[f"{base}_a"] for base in plan.bases], dtype=np.float64)
+    n = n.reshape(len(plan.bases), -1)
+    a = a.reshape(n.shape)
+    rate = np.empty_like(n)
+    for rows, parents in plan.levels:
+        prior = np.where(parents[:, None] >= 0, rate[parents], global_rate)
+        strength = plan.strength[rows]
+        rate[rows] = (a[rows] + strength * prior) / (n[rows] + strength)
+    logn = np.log1p(n)
     out: dict[str, np.ndarray] = {}
-    life_rate: dict[str, np.ndarray] = {}
-    size = len(next(iter(counts.values())))
-    for family in FAMILIES:
-        prior = life_rate[family.parent] if family.parent else np.full(size, global_rate)
-        for window in family.windows:
-            base = f"{family.name}_{window.name}"
-            n, a = counts[f"{base}_n"], counts[f"{base}_a"]
-            rate = _shrunk(a, n, prior, family.strength)
-            out[f"{base}_rate"] = rate
-            out[f"{base}_logn"] = np.log1p(n)
-            if "outage" in family.counters and not window.lifetime:
-                out[f"{base}_outage"] = counts[f"{base}_outage"] / (n + 1.0)
-            if window.lifetime:
-                life_rate[family.name] = rate
-        for window in family.windows[:-1]:
-            base = f"{family.name}_{window.name}"
-            out[f"{base}_vs_life"] = logit(out[f"{base}_rate"]) - logit(life_rate[family.name])
+    for i, base in enumerate(plan.bases):
+        out[f"{base}_rate"] = rate[i]
+        out[f"{base}_logn"] = logn[i]
+    for i in plan.outage:
+        base = plan.bases[i]
+        out[f"{base}_outage"] = counts[f"{base}_outage"] / (n[i] + 1.0)
+    if plan.vs_life:
+        rows = np.array(plan.vs_life, dtype=np.intp)
+        vs = logit(rate[rows]) - logit(rate[plan.life_row[rows]])
+        for k, i in enumerate(plan.vs_life):
+            out[f"{plan.bases[i]}_vs_life"] = vs[k]
     out.update(_card_features(counts, attempts))
     return out
 
@@ -173,26 +225,31 @@ def fit_vocab(values: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
     return vocab
 
 
+def vocab_index(vocab: Mapping[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Categorical column -> value -> LightGBM category code (the position in ``vocab``)."""
+    return {name: {v: float(i) for i, v in enumerate(vocab[name])} for name in CATEGORICALS}
+
+
 def encode(
-    values: Mapping[str, np.ndarray], vocab: Mapping[str, list[str]]
+    values: Mapping[str, np.ndarray], index: Mapping[str, Mapping[str, float]]
 ) -> dict[str, np.ndarray]:
     """Category codes as floats; unknown or missing values become NaN (LightGBM: missing)."""
-    out = {}
-    for name in CATEGORICALS:
-        index = {v: float(i) for i, v in enumerate(vocab[name])}
-        out[name] = map_values(values[name], lambda v, ix=index: ix.get(v, np.nan))
-    return out
+    return {
+        name: map_values(values[name], lambda v, ix=index[name]: ix.get(v, np.nan))
+        for name in CATEGORICALS
+    }
 
 
 def feature_columns(counts: Columns, attempts: Columns, spec: FeatureSpec) -> dict[str, np.ndarray]:
     """Every model feature as a named column (numeric and encoded categoricals)."""
     columns = aggregate_features(counts, attempts, spec.global_rate)
     columns.update(attempt_features(attempts))
-    columns.update(encode(categorical_values(attempts, counts), spec.vocab))
+    columns.update(encode(categorical_values(attempts, counts), spec.vocab_index))
     return columns
 
 
 def matrix(counts: Columns, attempts: Columns, spec: FeatureSpec) -> np.ndarray:
     """The feature matrix in ``spec.names`` order (rows = attempts)."""
     columns = feature_columns(counts, attempts, spec)
-    return np.column_stack([columns[name] for name in spec.names]).astype(np.float64)
+    by_feature = np.array([columns[name] for name in spec.names], dtype=np.float64)
+    return np.ascontiguousarray(by_feature.reshape(len(spec.names), -1).T)
