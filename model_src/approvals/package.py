@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from approvals.atomic import staged_dir
 from approvals.calibrate import Calibrator
 from approvals.features.derive import FeatureSpec
 from approvals.stack import LinearStack
+from approvals.trees import RawTrees
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -52,10 +54,14 @@ class ModelPackage:
         """The version string published with every prediction."""
         return str(self.manifest["model_version"])
 
+    @cached_property
+    def trees(self) -> RawTrees:
+        """The booster's raw scores, through LightGBM's C API (same numbers as ``predict``)."""
+        return RawTrees(self.booster)
+
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         """Uncalibrated log-odds: linear model plus trees."""
-        trees = self.booster.predict(x, raw_score=True, num_threads=1)
-        return self.linear.score(x, self.spec.names) + np.asarray(trees)
+        return self.linear.score(x, self.spec.names) + self.trees(x)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Calibrated approval probabilities for a feature matrix in ``spec.names`` order."""
