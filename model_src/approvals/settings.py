@@ -31,6 +31,9 @@ class RedisSettings(BaseSettings):
         failure_threshold: consecutive failures that open the circuit breaker.
         cooldown_s: how long an open breaker skips Redis before one probe request.
         ssl_ca_certs: CA bundle for ``rediss://`` (system store when absent).
+        cache_keys: parsed hashes of shared keys (BIN, route, merchant, ...; not cards) kept
+            in process for the live materialized version, which never changes once written;
+            0 turns the cache off.
     """
 
     # hide_input_in_errors: a rejected URL may carry a password; errors must not echo it.
@@ -46,6 +49,7 @@ class RedisSettings(BaseSettings):
     failure_threshold: int = Field(default=5, ge=1, le=1000)
     cooldown_s: float = Field(default=5.0, gt=0, le=3600)
     ssl_ca_certs: Path | None = None
+    cache_keys: int = Field(default=50_000, ge=0, le=10_000_000)
 
     @field_validator("url")
     @classmethod

@@ -256,3 +256,83 @@ def test_breaker_probes_once_after_cooldown_and_reopens_on_failure() -> None:
     assert breaker.allow() and breaker.success(), "a good probe closes it"
     assert breaker.state == "closed" and breaker.allow(), "closed again"
     assert not breaker.failure(), "failures count again from zero after closing"
+
+
+def exactly_equal(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> bool:
+    """Bit-for-bit the same counters (object columns compared as lists)."""
+    if set(left) != set(right):
+        return False
+    return all(
+        list(left[k]) == list(right[k])
+        if left[k].dtype == object
+        else np.array_equal(left[k], right[k], equal_nan=True)
+        for k in left
+    )
+
+
+def test_shared_hashes_are_held_per_version_and_answers_do_not_change(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000)
+    version = materialize(state, settings).version
+    queries = records(later_queries(later))
+    held = OnlineFeatureStore(settings)
+    fresh = OnlineFeatureStore(settings.model_copy(update={"cache_keys": 0}))
+    # Given a reader that answered once, and held what it read of shared keys
+    first = held.counts(queries[:150])
+    assert held._held.version == version and held._held.hashes, "shared hashes were kept"
+    assert not any(k.startswith("card:") for k in held._held.hashes), "card hashes are not kept"
+    # When shared keys are deleted from Redis (a live version never changes: only a reader that
+    # really skips them still sees them), and the reader answers again, sync and async
+    client = redis.Redis.from_url(redis_url)
+    gone = [f"{settings.prefix}:{version}:{k}" for k in list(held._held.hashes)[:50]]
+    expected = fresh.counts(queries)  # read before the deletion: the full truth
+    client.delete(*gone)
+    again = held.counts(queries)
+    async_again = asyncio.run(held.acounts(queries))
+    # Then the answers are bit for bit those of a reader without a cache
+    assert exactly_equal(again.counts, expected.counts), "held hashes changed the answer"
+    assert exactly_equal(async_again.counts, expected.counts), "async held answer differs"
+    assert exactly_equal(first.counts, {k: v[:150] for k, v in expected.counts.items()})
+    assert not exactly_equal(fresh.counts(queries).counts, expected.counts), "keys were deleted"
+    held.close()
+    fresh.close()
+
+
+def test_a_new_version_replaces_the_held_hashes(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    history, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(build_state(history.head(len(history) // 2)), settings)
+    queries = records(later_queries(later))
+    store = OnlineFeatureStore(settings)
+    store.counts(queries)
+    old_version = store._held.version
+    # When a newer state is materialized (pointer switch) and the same reader reads again
+    new_version = materialize(state, settings).version
+    answer = store.counts(queries)
+    # Then it answers from the new version only, as a fresh reader does, and holds its hashes
+    assert new_version != old_version and answer.version == new_version
+    assert store._held.version == new_version
+    assert exactly_equal(answer.counts, OnlineFeatureStore(settings).counts(queries).counts)
+    assert differing(counts_for(later_queries(later), None, state), answer.counts) == []
+    store.close()
+
+
+def test_the_held_hashes_are_bounded(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000, cache_keys=5)
+    materialize(state, settings)
+    queries = records(later_queries(later))
+    store = OnlineFeatureStore(settings)
+    answers = [store.counts(queries[i : i + 40]) for i in range(0, 200, 40)]
+    assert 0 < len(store._held.hashes) <= 5
+    fresh = OnlineFeatureStore(settings.model_copy(update={"cache_keys": 0}))
+    for i, answer in enumerate(answers):
+        assert exactly_equal(answer.counts, fresh.counts(queries[i * 40 : (i + 1) * 40]).counts)
+    store.close()
+    fresh.close()

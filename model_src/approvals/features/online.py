@@ -5,6 +5,11 @@ by one Lua script that resolves the live version and flattens every hash of a re
 round trip, so a request never mixes two versions. For any request after the materialized
 state's end the counters equal :func:`approvals.features.offline.query_counts`.
 
+A version is immutable once its pointer is switched, so the parsed hashes of shared keys (BIN,
+route, merchant, ...: every family not keyed by the card) are kept in process for the live
+version: the script skips the keys the reader already holds when the version it names is
+still live, and reads everything when it is not (the cache then starts over).
+
 When Redis is slow, down or empty the reader answers zeros with ``degraded=True`` instead of
 failing; a circuit breaker stops hammering a Redis that keeps failing and closes again by
 itself once a probe succeeds.
@@ -13,6 +18,7 @@ itself once a probe succeeds.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,11 +27,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from approvals.breaker import CircuitBreaker, OnlineStats
+from approvals.features.definitions import FAMILIES
 from approvals.features.tiles import (
+    Hashes,
+    KeyData,
     Plan,
-    counts_from_blobs,
+    counts_from_hashes,
     default_counts,
     definitions_hash,
+    parse_hashes,
     plan,
     plan_columns,
     split_blobs,
@@ -41,21 +51,80 @@ __all__ = ["READ_SCRIPT", "OnlineCounts", "OnlineFeatureStore"]
 
 log = logging.getLogger("approvals.online")
 
-# KEYS[1] = pointer; ARGV[1] = prefix; ARGV[2..] = "<family>:<key>" of the request. Each hash
-# is flattened into one string (fields and values joined by \x1e) and the hashes into one
-# reply (joined by \x1d, empty for a missing key): a single bulk reply, whatever the number of
-# keys, keeps the client's protocol parsing negligible.
+# KEYS[1] = pointer; ARGV[1] = prefix; ARGV[2] = the version the reader holds hashes of ("" if
+# none); ARGV[3..] = "<family>:<key>" of the request, "?<family>:<key>" for a key the reader
+# holds (skipped, as an empty hash, when ARGV[2] is still the live version). Each hash is
+# flattened into one string (fields and values joined by \x1e) and the hashes into one reply
+# (joined by \x1d, empty for a missing key): a single bulk reply, whatever the number of keys,
+# keeps the client's protocol parsing negligible. The 4th element says whether held keys were
+# skipped (1) or read (0).
 READ_SCRIPT = """
 local version = redis.call('GET', KEYS[1])
 if not version then return {false} end
+local same = ARGV[2] == version
 local base = ARGV[1] .. ':' .. version .. ':'
 local hashes = {}
-for i = 2, #ARGV do
-  hashes[i - 1] = table.concat(redis.call('HGETALL', base .. ARGV[i]), '\\30')
+for i = 3, #ARGV do
+  local key = ARGV[i]
+  if string.byte(key, 1) == 63 then
+    if same then key = nil else key = string.sub(key, 2) end
+  end
+  if key then
+    hashes[i - 2] = table.concat(redis.call('HGETALL', base .. key), '\\30')
+  else
+    hashes[i - 2] = ''
+  end
 end
 return {version, redis.call('HMGET', base .. 'meta', 'defs', 'end_us'),
-        table.concat(hashes, '\\29')}
+        table.concat(hashes, '\\29'), same and 1 or 0}
 """
+HELD = "?"  # prefix of a key whose hash the reader holds for the version it names
+# Families whose keys many requests share (not keyed by the card): worth keeping parsed.
+SHARED = np.array(["card_fingerprint" not in f.keys for f in FAMILIES])
+
+
+@dataclass
+class _Request:
+    """A read as sent: its arguments, and the parsed hashes it relies on the reader holding."""
+
+    args: list[str]
+    version: str  # the version the held hashes belong to ("" when none)
+    held: dict[int, KeyData]  # plan slot -> parsed hash (for the key sent with HELD)
+
+
+class _Held:
+    """Parsed hashes of shared keys of one materialized version, least recently used first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.version = ""
+        self.hashes: OrderedDict[str, KeyData] = OrderedDict()
+
+    def request(self, prefix: str, p: Plan) -> _Request:
+        args = [prefix, self.version]
+        held: dict[int, KeyData] = {}
+        for slot, relkey in enumerate(p.relkeys):
+            data = self.hashes.get(relkey) if self.version else None
+            if data is None:
+                args.append(relkey)
+            else:
+                self.hashes.move_to_end(relkey)
+                held[slot] = data
+                args.append(HELD + relkey)
+        return _Request(args, self.version, held)
+
+    def keep(self, version: str, p: Plan, read: Hashes, slots: np.ndarray) -> None:
+        """Remember the shared hashes just read (a new version replaces the old ones)."""
+        if not self.size:
+            return
+        if version != self.version:
+            self.version = version
+            self.hashes.clear()
+        for i, slot in enumerate(slots.tolist()):
+            if SHARED[p.families[slot]] and p.relkeys[slot] not in self.hashes:
+                self.hashes[p.relkeys[slot]] = read.key(i)
+        while len(self.hashes) > self.size:
+            self.hashes.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -102,6 +171,7 @@ class OnlineFeatureStore:
         self.breaker = CircuitBreaker(settings.failure_threshold, settings.cooldown_s, clock)
         self._defs = definitions_hash()
         self._pointer = f"{settings.prefix}:current"
+        self._held = _Held(settings.cache_keys)
         self._sync: redis.Redis | None = None
         self._async: redis.asyncio.Redis | None = None
 
@@ -128,11 +198,12 @@ class OnlineFeatureStore:
             return self._degraded(p, "breaker_open")
         from redis.exceptions import RedisError
 
+        request = self._held.request(self.settings.prefix, p)
         try:
-            reply = self._sync_script()(keys=[self._pointer], args=self._args(p))
+            reply = self._sync_script()(keys=[self._pointer], args=request.args)
         except (RedisError, OSError) as exc:
             return self._failed(p, exc)
-        return self._answer(p, reply)
+        return self._answer(p, reply, request)
 
     async def acounts(
         self, attempts: Sequence[Mapping[str, Any]], now: datetime | None = None
@@ -149,11 +220,12 @@ class OnlineFeatureStore:
             return self._degraded(p, "breaker_open")
         from redis.exceptions import RedisError
 
+        request = self._held.request(self.settings.prefix, p)
         try:
-            reply = await self._async_script()(keys=[self._pointer], args=self._args(p))
+            reply = await self._async_script()(keys=[self._pointer], args=request.args)
         except (RedisError, OSError) as exc:
             return self._failed(p, exc)
-        return self._answer(p, reply)
+        return self._answer(p, reply, request)
 
     async def acounts_columns(self, columns: Mapping[str, Any]) -> OnlineCounts:
         """:meth:`acounts` of attempts given as columns (``event_time`` naive UTC datetime64).
@@ -177,9 +249,6 @@ class OnlineFeatureStore:
         if self._async is not None:
             await self._async.aclose()
             self._async = None
-
-    def _args(self, p: Plan) -> list[str]:
-        return [self.settings.prefix, *p.relkeys]
 
     def _sync_script(self) -> Any:
         if self._sync is None:
@@ -207,7 +276,7 @@ class OnlineFeatureStore:
             self._async_reader = self._async.register_script(READ_SCRIPT)
         return self._async_reader
 
-    def _answer(self, p: Plan, reply: list[Any]) -> OnlineCounts:
+    def _answer(self, p: Plan, reply: list[Any], request: _Request) -> OnlineCounts:
         if self.breaker.success():
             log.warning("online features: Redis answers again; circuit breaker closed")
         if not reply or reply[0] is None:
@@ -216,13 +285,20 @@ class OnlineFeatureStore:
         if defs is None or defs.decode() != self._defs:
             return self._degraded(p, "definitions")
         try:
-            counts = counts_from_blobs(p, split_blobs(reply[2], len(p.relkeys)))
+            version = reply[0].decode()
+            skipped = bool(reply[3]) and version == request.version
+            held = request.held if skipped else {}
+            slots = np.array([i for i in range(len(p.relkeys)) if i not in held], dtype=np.int64)
+            blobs = split_blobs(reply[2], len(p.relkeys))
+            read = parse_hashes(p.families[slots], [blobs[i] for i in slots.tolist()])
+            counts = counts_from_hashes(p, read, slots, held)
             # Outcomes at or after t may be inside a state that ends after t: count it.
             early = int(np.count_nonzero(p.t_us <= int(end_us)))
         except (ValueError, KeyError, IndexError, UnicodeDecodeError, TypeError):
             return self._degraded(p, "data")
+        self._held.keep(version, p, read, slots)
         self.stats.read(early)
-        return OnlineCounts(counts, degraded=False, version=reply[0].decode())
+        return OnlineCounts(counts, degraded=False, version=version)
 
     def _failed(self, p: Plan, exc: BaseException) -> OnlineCounts:
         self.stats.failure()

@@ -191,6 +191,25 @@ def default_counts(size: int) -> dict[str, np.ndarray]:
     return out
 
 
+@dataclass(frozen=True)
+class KeyData:
+    """One stored hash, parsed: what a request needs of one key, and what a cache keeps.
+
+    Attributes:
+        life: lifetime counters in the family's order, padded to ``WIDTH``.
+        last_us: time of the card's last attempt (NaN when unknown or not a card key).
+        last_code: response code of the card's last attempt (None when unknown).
+        tiles: ``(tile group << 32) + tile start`` of each stored tile, sorted.
+        values: counters of each tile (rows in ``tiles`` order, padded to ``WIDTH``).
+    """
+
+    life: np.ndarray
+    last_us: float
+    last_code: str | None
+    tiles: np.ndarray
+    values: np.ndarray
+
+
 @dataclass
 class _Parsed:
     life: np.ndarray  # key slot x counter (the family's order, padded to WIDTH)
@@ -243,7 +262,7 @@ def _numbers(values: list[bytes], sep: bytes, dtype: type) -> np.ndarray:
     return np.fromiter(map(dtype, parts), dtype=dtype, count=len(parts))
 
 
-def _tiles(p: Plan, f: _Fields, at: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _tiles(families: np.ndarray, f: _Fields, at: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Composite keys and counter rows (padded to ``WIDTH``) of the tile fields at ``at``."""
     pairs = _numbers([f.names[i] for i in at], b":", int)
     if len(pairs) != 2 * len(at):
@@ -254,24 +273,24 @@ def _tiles(p: Plan, f: _Fields, at: list[int]) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("unknown tile size in a stored field")
     slots = f.slots[at]
     keys = ((slots * len(_TILES) + group) << 32) + start
-    families = p.families[slots]
+    fams = families[slots]
     values = np.zeros((len(at), WIDTH))
-    for family in np.unique(families).tolist():
-        mine = np.flatnonzero(families == family)
+    for family in np.unique(fams).tolist():
+        mine = np.flatnonzero(fams == family)
         width = len(FAMILIES[family].counters)
         sums = _numbers([f.values[at[i]] for i in mine.tolist()], b",", float)
         values[mine, :width] = sums.reshape(-1, width)
     return keys, values
 
 
-def _life(p: Plan, f: _Fields, at: list[int], out: _Parsed) -> None:
+def _life(families: np.ndarray, f: _Fields, at: list[int], out: _Parsed) -> None:
     """Lifetime counters, last time and last code of the card, from the fields at ``at``."""
     counters: list[int] = []
     columns: list[int] = []
     last_us: list[int] = []
     for i in at:
         name = f.names[i]
-        column = _FIELDS[p.families[f.slots[i]]].get(name)
+        column = _FIELDS[families[f.slots[i]]].get(name)
         if column is not None:
             counters.append(i)
             columns.append(column)
@@ -286,29 +305,115 @@ def _life(p: Plan, f: _Fields, at: list[int], out: _Parsed) -> None:
     out.last_us[f.slots[last_us]] = [float(f.values[i]) for i in last_us]
 
 
-def _parse(p: Plan, blobs: Sequence[bytes | None]) -> _Parsed:
-    size = len(p.relkeys)
+@dataclass(frozen=True)
+class Hashes:
+    """Hashes of one read, parsed in bulk (slot = position in the read).
+
+    Attributes:
+        life: slot x lifetime counter (the family's order, padded to ``WIDTH``).
+        last_us: time of the card's last attempt per slot (NaN when unknown).
+        last_code: response code of the card's last attempt per slot (None when unknown).
+        keys: ``((slot * groups + tile group) << 32) + tile start`` of every tile, sorted.
+        values: counters of each tile, in ``keys`` order (padded to ``WIDTH``).
+    """
+
+    life: np.ndarray
+    last_us: np.ndarray
+    last_code: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+
+    def key(self, slot: int) -> KeyData:
+        """The parsed hash at ``slot`` on its own (copies: safe to keep in a cache)."""
+        groups = len(_TILES)
+        lo, hi = np.searchsorted(self.keys >> 32, [slot * groups, (slot + 1) * groups]).tolist()
+        return KeyData(
+            self.life[slot].copy(), float(self.last_us[slot]), self.last_code[slot],
+            self.keys[lo:hi] - ((slot * groups) << 32), self.values[lo:hi].copy(),
+        )  # fmt: skip
+
+
+def parse_hashes(families: np.ndarray, blobs: Sequence[bytes | None]) -> Hashes:
+    """The hashes of a read, parsed in bulk.
+
+    Args:
+        families: position in ``FAMILIES`` of each hash's family.
+        blobs: each hash flattened by the read script (empty or None when the key is absent).
+
+    Raises:
+        ValueError: a stored field is malformed.
+    """
+    size = len(blobs)
     out = _Parsed(
         np.zeros((size, WIDTH)), np.zeros(0, np.int64), np.zeros((1, WIDTH)),
         np.full(size, np.nan), np.full(size, None, dtype=object),
     )  # fmt: skip
     f = _flatten(blobs)
     tile = [b":" in name for name in f.names]
-    _life(p, f, [i for i, t in enumerate(tile) if not t], out)
-    keys, values = _tiles(p, f, [i for i, t in enumerate(tile) if t])
+    _life(families, f, [i for i, t in enumerate(tile) if not t], out)
+    keys, values = _tiles(families, f, [i for i, t in enumerate(tile) if t])
     order = np.argsort(keys, kind="stable")
-    out.tile_keys = keys[order]
-    out.tile_cum = np.vstack([np.zeros((1, WIDTH)), np.cumsum(values[order], axis=0)])
+    return Hashes(out.life, out.last_us, out.last_code, keys[order], values[order])
+
+
+def _merge(
+    size: int, read: Hashes, read_slots: np.ndarray, known: Mapping[int, KeyData]
+) -> _Parsed:
+    """The arrays window sums read, for a plan of ``size`` keys.
+
+    Args:
+        size: number of keys of the plan.
+        read: the hashes read from Redis, at plan slots ``read_slots``.
+        known: plan slot -> hash parsed earlier (a cache), for the slots not read.
+    """
+    groups = len(_TILES)
+    out = _Parsed(
+        np.zeros((size, WIDTH)), np.zeros(0, np.int64), np.zeros((1, WIDTH)),
+        np.full(size, np.nan), np.full(size, None, dtype=object),
+    )  # fmt: skip
+    out.life[read_slots] = read.life
+    out.last_us[read_slots] = read.last_us
+    out.last_code[read_slots] = read.last_code
+    head = read.keys >> 32
+    moved = (read_slots[head // groups] * groups + head % groups) << 32
+    keys = [moved + (read.keys & 0xFFFFFFFF)]
+    values = [read.values]
+    for slot, data in known.items():
+        out.life[slot] = data.life
+        out.last_us[slot] = data.last_us
+        out.last_code[slot] = data.last_code
+        keys.append(data.tiles + ((slot * groups) << 32))
+        values.append(data.values)
+    all_keys = np.concatenate(keys)
+    order = np.argsort(all_keys, kind="stable")  # keys are unique: one field per tile
+    out.tile_keys = all_keys[order]
+    out.tile_cum = np.vstack([np.zeros((1, WIDTH)), np.cumsum(np.concatenate(values)[order], 0)])
     return out
 
 
-def counts_from_blobs(p: Plan, blobs: Sequence[bytes | None]) -> dict[str, np.ndarray]:
-    """Window counters of every attempt from the flattened hashes (one per key of ``p``).
+def counts_from_hashes(
+    p: Plan,
+    read: Hashes,
+    read_slots: np.ndarray | None = None,
+    known: Mapping[int, KeyData] | None = None,
+) -> dict[str, np.ndarray]:
+    """Window counters of every attempt of ``p``.
+
+    Args:
+        p: the plan of the request.
+        read: hashes read for the plan's keys at ``read_slots`` (default: all, in order).
+        read_slots: plan slot of each hash of ``read``.
+        known: plan slot -> hash parsed earlier, for every slot not in ``read_slots``.
 
     Raises:
-        ValueError: a stored field is malformed.
+        ValueError: the hashes do not cover the plan's keys exactly once.
     """
-    parsed = _parse(p, blobs)
+    size = len(p.relkeys)
+    slots = np.arange(size) if read_slots is None else np.asarray(read_slots, dtype=np.int64)
+    known = known or {}
+    if len(slots) != len(read.life) or len(slots) + len(known) != size:
+        raise ValueError(f"{len(slots)} read and {len(known)} known hashes for {size} keys")
+    parsed = _merge(size, read, slots, known)
     life = parsed.life[p.index]  # family x attempt x counter
     windowed = _window_sums(parsed, p.index, p.t_us)  # finite window x attempt x counter
     card = p.index[_FAMILY_AT["card"]]
@@ -322,6 +427,15 @@ def counts_from_blobs(p: Plan, blobs: Sequence[bytes | None]) -> dict[str, np.nd
             for j, c in enumerate(family.counters):
                 out[f"{family.name}_{window.name}_{c}"] = sums[:, j]
     return out
+
+
+def counts_from_blobs(p: Plan, blobs: Sequence[bytes | None]) -> dict[str, np.ndarray]:
+    """Window counters of every attempt from the flattened hashes (one per key of ``p``).
+
+    Raises:
+        ValueError: a stored field is malformed.
+    """
+    return counts_from_hashes(p, parse_hashes(p.families, blobs))
 
 
 _FAMILY_AT = {f.name: i for i, f in enumerate(FAMILIES)}
