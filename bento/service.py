@@ -16,6 +16,7 @@ from typing import Any
 import bentoml
 import grpc_server
 import telemetry
+import traffic
 from batching import Batcher
 from bentoml.exceptions import BentoMLException
 from config import ServingSettings
@@ -36,6 +37,8 @@ from approvals.features.online import OnlineFeatureStore
 from approvals.package import ModelPackage
 from approvals.serving import Engine, Pipeline, retry_threshold
 from approvals.settings import RedisSettings
+
+traffic.install()  # BentoML's HTTP timeout without its 10 s retention of every request
 
 
 class TooManyRequests(BentoMLException):
