@@ -6,8 +6,8 @@ Redis round trip) -> feature matrix -> calibrated probabilities (:class:`Pipelin
 ranking and retry advice sit on top and reuse :mod:`approvals.policy` and
 :mod:`approvals.costs`; nothing here re-implements a feature or a decision.
 
-The batched step is injected (``predict``), so the service can route it through BentoML's
-adaptive batcher while tests call a :class:`Pipeline` directly.
+The batched step is injected (``predict``), so the service can route it through its adaptive
+batcher while tests call a :class:`Pipeline` directly.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class Engine:
     Attributes:
         model_version: published with every answer.
         predict: a request's attempts -> one row per attempt (probability, degraded 0/1); in
-            the service, BentoML's adaptive batcher over :class:`Pipeline`.
+            the service, the adaptive batcher (``bento/batching.py``) over :class:`Pipeline`.
         costs: the cost configuration for expected values.
         min_retry_probability: passed to :func:`approvals.policy.advise_retry`.
     """
