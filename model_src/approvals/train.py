@@ -49,6 +49,10 @@ class TrainConfig(BaseModel):
     max_rounds: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
     linear_c: float = Field(0.3, gt=0)
+    # After early stopping picks the number of rounds on the validation split, train the chosen
+    # booster again on train + validation with that many rounds: the model then knows the most
+    # recent labelled weeks. Calibration and the test split stay untouched.
+    refit: bool = True
     # Linear model under the booster: True, False, or "auto" (both, the lower validation log
     # loss wins; it helps most where latent per-entity effects dominate).
     stack: bool | Literal["auto"] = "auto"
@@ -141,8 +145,12 @@ def fit_booster(
     splits: Splits,
     spec: FeatureSpec,
     config: TrainConfig,
+    rounds: int | None = None,
 ) -> lgb.Booster:
-    """LightGBM on the train split, early-stopped on the validation split."""
+    """LightGBM on the train split, early-stopped on the validation split.
+
+    With ``rounds``: exactly that many rounds on train + validation, no early stopping.
+    """
     import lightgbm as lgb
 
     params: dict[str, Any] = {
@@ -171,6 +179,9 @@ def fit_booster(
             categorical_feature=spec.categorical, free_raw_data=False,
         )  # fmt: skip
 
+    if rounds is not None:
+        rows = np.concatenate([splits.train, splits.valid])
+        return lgb.train(params, dataset(rows), num_boost_round=rounds)
     train, valid = dataset(splits.train), dataset(splits.valid)
     valid.reference = train
     return lgb.train(
@@ -199,7 +210,13 @@ def train(
     progress("linear stack")
     linear = fit_stack(x[splits.train], y[splits.train], spec.names, c=config.linear_c)
     linear, booster, stacking = fit_stacked(x, y, linear, splits, spec, config, progress)
-    raw = linear.score(x, spec.names) + booster.predict(x, raw_score=True)
+    init = linear.score(x, spec.names)
+    if config.refit:
+        rounds = int(booster.best_iteration or booster.current_iteration())
+        progress(f"LightGBM refit on train + validation ({rounds} rounds)")
+        booster = fit_booster(x, y, init, splits, spec, config, rounds=rounds)
+        stacking["refit_rounds"] = rounds
+    raw = init + booster.predict(x, raw_score=True)
     progress("calibration")
     calibrator = calibrate.choose(raw[splits.calib], y[splits.calib])
     state_rows = np.concatenate([splits.train, splits.valid, splits.calib])
