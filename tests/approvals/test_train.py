@@ -13,6 +13,7 @@ from approvals import calibrate, metrics
 from approvals.package import ModelPackage, PackageError, save
 from approvals.predict import score
 from approvals.train import TrainConfig, TrainResult, time_splits, train
+from tests.approvals.conftest import SMALL_CONFIG
 
 
 def test_time_splits_are_contiguous_and_ordered() -> None:
@@ -36,6 +37,20 @@ def test_trained_model_beats_the_base_rate(trained: TrainResult) -> None:
     base = np.full(len(y), y.mean())
     assert metrics.log_loss(y, trained.test_p) < metrics.log_loss(y, base), "learns something"
     assert metrics.roc_auc(y, trained.test_p) > 0.55
+
+
+def test_the_chosen_booster_is_refit_on_train_and_validation(
+    small_data: pd.DataFrame, trained: TrainResult
+) -> None:
+    booster = trained.package.booster
+    rounds = trained.package.manifest["stacking"]["refit_rounds"]
+    # the refit booster has exactly the early-stopped number of rounds, no early stopping...
+    assert booster.current_iteration() == rounds and booster.best_iteration <= 0
+    # ...and it differs from the booster early stopping kept (trained on the train split only)
+    kept = train(small_data, SMALL_CONFIG.model_copy(update={"refit": False}))
+    assert "refit_rounds" not in kept.package.manifest["stacking"]
+    assert kept.package.booster.current_iteration() >= rounds  # early stopping's extra rounds
+    assert not np.allclose(kept.test_p, trained.test_p), "the refit changed the model"
 
 
 def test_package_round_trip_gives_identical_predictions(
