@@ -336,3 +336,21 @@ def test_the_held_hashes_are_bounded(
         assert exactly_equal(answer.counts, fresh.counts(queries[i * 40 : (i + 1) * 40]).counts)
     store.close()
     fresh.close()
+
+
+def test_an_attempt_gets_the_same_counters_alone_or_in_any_batch(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory_data
+    settings = settings_for(redis_url, timeout_ms=5000, cache_keys=0)
+    materialize(state, settings)
+    queries = records(later_queries(later))
+    store = OnlineFeatureStore(settings)
+    batch = store.counts(queries).counts
+    reversed_batch = store.counts(queries[::-1]).counts
+    for i in range(0, len(queries), 17):
+        alone = store.counts([queries[i]]).counts
+        assert exactly_equal(alone, {k: v[i : i + 1] for k, v in batch.items()}), i
+        j = len(queries) - 1 - i
+        assert exactly_equal(alone, {k: v[j : j + 1] for k, v in reversed_batch.items()}), i
+    store.close()

@@ -141,7 +141,8 @@ def served(
         features_redis.url,
         tmp,
         APPROVALS_MAX_INFLIGHT="32",
-        APPROVALS_REDIS_TIMEOUT_MS="3000",
+        APPROVALS_REDIS_TIMEOUT_MS="5000",
+        APPROVALS_MAX_LATENCY_MS="10000",
     )
     yield server
     server.stop()

@@ -31,7 +31,8 @@ from tests.bento.conftest import Served, attempt_json, serve
 from tests.conftest import RedisServer
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
-BURST = 150
+BURST = 60
+ADMITTED = 32  # APPROVALS_MAX_INFLIGHT of the module's server
 
 
 @pytest.fixture(scope="module")
@@ -260,11 +261,14 @@ def test_openapi_fuzzing_finds_no_server_error_or_schema_violation(served: Serve
 
 
 def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
-    served: Served, stub: pb_grpc.ApprovalServiceStub, test_rows: pd.DataFrame
-) -> None:
-    body = {"attempts": [attempt_json(r) for _, r in test_rows.head(200).iterrows()]}
+    served: Served, stub: pb_grpc.ApprovalServiceStub, features_redis: RedisServer,
+    test_rows: pd.DataFrame,
+) -> None:  # fmt: skip
+    import redis
+
+    body = {"attempts": [attempt_json(r) for _, r in test_rows.head(50).iterrows()]}
     message = pb.ScoreBatchRequest(
-        attempts=[attempt_message(r) for _, r in test_rows.head(200).iterrows()]
+        attempts=[attempt_message(r) for _, r in test_rows.head(50).iterrows()]
     )
 
     async def grpc_call(channel: grpc.aio.Channel) -> str:
@@ -275,9 +279,9 @@ def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
         return "OK"
 
     async def burst() -> tuple[list[int], list[str]]:
-        # every call of both protocols in flight at once: they share one admission limit
         channels = [grpc.aio.insecure_channel(served.grpc) for _ in range(8)]
         try:
+            await asyncio.gather(*(grpc_call(c) for c in channels))  # connected before the burst
             async with httpx.AsyncClient(base_url=served.http, timeout=60) as client:
                 http_calls = [client.post("/score_batch", json=body) for _ in range(BURST)]
                 grpc_calls = [grpc_call(channels[i % 8]) for i in range(BURST)]
@@ -286,13 +290,32 @@ def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
             await asyncio.gather(*(c.close() for c in channels))
         return [r.status_code for r in answers[:BURST]], list(answers[BURST:])
 
-    # when many more calls than the admission limit (32) arrive together over both protocols
-    http_codes, grpc_codes = asyncio.run(burst())
-    # then the excess is refused with 429 / RESOURCE_EXHAUSTED, the rest answered, no 5xx
-    assert set(http_codes) <= {200, 429}, f"HTTP statuses {sorted(set(http_codes))}"
-    assert set(grpc_codes) <= {"OK", "RESOURCE_EXHAUSTED"}, f"gRPC codes {sorted(set(grpc_codes))}"
-    assert 429 in http_codes and "RESOURCE_EXHAUSTED" in grpc_codes, "the burst exceeded capacity"
-    assert 200 in http_codes and "OK" in grpc_codes, "admitted calls were answered"
+    blocker = threading.Thread(
+        target=lambda: redis.Redis.from_url(features_redis.url).execute_command(
+            "DEBUG", "SLEEP", "3"
+        )
+    )
+    with ThreadPoolExecutor(ADMITTED) as pool:
+        # given Redis busy for 3 s, and as many calls as the admission limit (32) in flight,
+        # half of each protocol: they share one limit
+        blocker.start()
+        threading.Event().wait(0.1)
+        half = ADMITTED // 2
+        admitted = [pool.submit(post, served, "/score_batch", body) for _ in range(half)]
+        admitted += [pool.submit(stub.ScoreBatch, message, timeout=60) for _ in range(half)]
+        threading.Event().wait(0.6)
+        # when a burst of both protocols arrives
+        http_codes, grpc_codes = asyncio.run(burst())
+        waiting = sum(not f.done() for f in admitted)
+        results = [f.result() for f in admitted]
+    blocker.join()
+    # then the burst is refused at once with 429 / RESOURCE_EXHAUSTED, while the admitted calls
+    # still wait for Redis and are then answered; nothing answers 5xx
+    assert set(http_codes) == {429}, f"HTTP statuses {sorted(set(http_codes))}"
+    assert set(grpc_codes) == {"RESOURCE_EXHAUSTED"}, f"gRPC codes {sorted(set(grpc_codes))}"
+    assert waiting == ADMITTED, "the refusals came before the admitted calls were answered"
+    assert [r.status_code for r in results[: ADMITTED // 2]] == [200] * (ADMITTED // 2)
+    assert all(len(r.scores) == 50 for r in results[ADMITTED // 2 :])
 
 
 def test_sigterm_drains_in_flight_requests(

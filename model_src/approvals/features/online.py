@@ -11,7 +11,8 @@ version: the script skips the keys the reader already holds when the version it 
 still live, and reads everything when it is not (the cache then starts over).
 
 When Redis is slow, down or empty the reader answers zeros with ``degraded=True`` instead of
-failing; a circuit breaker stops hammering a Redis that keeps failing and closes again by
+failing (a broken pooled connection, e.g. after a failover, is retried once at once; a timeout
+never is); a circuit breaker stops hammering a Redis that keeps failing and closes again by
 itself once a probe succeeds.
 """
 
@@ -257,9 +258,8 @@ class OnlineFeatureStore:
             from redis.retry import Retry
 
             options = self.settings.client_options()
-            self._sync = redis.Redis.from_url(
-                self.settings.url, retry=Retry(NoBackoff(), 0), **options
-            )
+            retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+            self._sync = redis.Redis.from_url(self.settings.url, retry=retry, **options)
             self._sync_reader = self._sync.register_script(READ_SCRIPT)
         return self._sync_reader
 
@@ -270,9 +270,8 @@ class OnlineFeatureStore:
             from redis.backoff import NoBackoff
 
             options = self.settings.client_options()
-            self._async = redis.asyncio.Redis.from_url(
-                self.settings.url, retry=Retry(NoBackoff(), 0), **options
-            )
+            retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+            self._async = redis.asyncio.Redis.from_url(self.settings.url, retry=retry, **options)
             self._async_reader = self._async.register_script(READ_SCRIPT)
         return self._async_reader
 

@@ -214,7 +214,7 @@ class KeyData:
 class _Parsed:
     life: np.ndarray  # key slot x counter (the family's order, padded to WIDTH)
     tile_keys: np.ndarray  # sorted ((slot * groups + tile group) << 32) + tile start
-    tile_cum: np.ndarray  # cumulative counter sums in tile_keys order, a zero row first
+    tile_values: np.ndarray  # counters of each tile in tile_keys order, a zero row last
     last_us: np.ndarray
     last_code: np.ndarray
 
@@ -387,7 +387,7 @@ def _merge(
     all_keys = np.concatenate(keys)
     order = np.argsort(all_keys, kind="stable")  # keys are unique: one field per tile
     out.tile_keys = all_keys[order]
-    out.tile_cum = np.vstack([np.zeros((1, WIDTH)), np.cumsum(np.concatenate(values)[order], 0)])
+    out.tile_values = np.vstack([np.concatenate(values)[order], np.zeros((1, WIDTH))])
     return out
 
 
@@ -458,5 +458,14 @@ def _window_sums(parsed: _Parsed, rows: np.ndarray, t_us: np.ndarray) -> np.ndar
     start = (t_us[None, :] // (_F_TILE * US)) * _F_TILE - _F_SECONDS  # epoch seconds
     lo = np.searchsorted(parsed.tile_keys, ((group << 32) + start).ravel(), side="left")
     hi = np.searchsorted(parsed.tile_keys, ((group + 1) << 32).ravel(), side="left")
-    sums = parsed.tile_cum[hi] - parsed.tile_cum[lo]
+    # Each window sums its own tiles only (not a difference of running totals over every key of
+    # the batch), so an attempt's counters do not depend on what else is in its batch.
+    bounds = np.empty(2 * len(lo), dtype=np.intp)
+    bounds[0::2], bounds[1::2] = lo, hi
+    sums = (
+        np.add.reduceat(parsed.tile_values, bounds, axis=0)[0::2]
+        if len(lo)
+        else np.zeros((0, WIDTH))
+    )
+    sums[hi <= lo] = 0.0  # reduceat gives the row at lo for an empty range
     return sums.reshape(len(_FINITE), len(t_us), WIDTH)
