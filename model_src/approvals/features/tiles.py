@@ -452,20 +452,39 @@ _F_FAMILY, _F_GROUP, _F_TILE, _F_SECONDS = (
 )
 
 
+def _run_suffix_sums(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each tile, the sum of its counters and those after it in its (key, group) run.
+
+    Runs are laid out as the rows of a zero-padded matrix and summed from their ends, so a
+    run's sums depend on its own tiles only (the padding adds exact zeros). One extra zero row
+    at the end stands for "no tile".
+    """
+    n = len(keys)
+    out = np.zeros((n + 1, WIDTH))
+    if not n:
+        return out
+    run_of = keys >> 32
+    starts = np.flatnonzero(np.r_[True, run_of[1:] != run_of[:-1]])
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    position = np.arange(n) - starts[run]
+    width = int(position.max()) + 1
+    grid = np.zeros((len(starts), width, WIDTH))
+    grid[run, position] = values[:n]
+    grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
+    out[:n] = grid[run, position]
+    return out
+
+
 def _window_sums(parsed: _Parsed, rows: np.ndarray, t_us: np.ndarray) -> np.ndarray:
     """Sums of the tiles starting at or after ``floor(t/s)*s - W``, for every finite window."""
     group = rows[_F_FAMILY[:, 0]] * len(_TILES) + _F_GROUP
     start = (t_us[None, :] // (_F_TILE * US)) * _F_TILE - _F_SECONDS  # epoch seconds
     lo = np.searchsorted(parsed.tile_keys, ((group << 32) + start).ravel(), side="left")
     hi = np.searchsorted(parsed.tile_keys, ((group + 1) << 32).ravel(), side="left")
-    # Each window sums its own tiles only (not a difference of running totals over every key of
-    # the batch), so an attempt's counters do not depend on what else is in its batch.
-    bounds = np.empty(2 * len(lo), dtype=np.intp)
-    bounds[0::2], bounds[1::2] = lo, hi
-    sums = (
-        np.add.reduceat(parsed.tile_values, bounds, axis=0)[0::2]
-        if len(lo)
-        else np.zeros((0, WIDTH))
-    )
-    sums[hi <= lo] = 0.0  # reduceat gives the row at lo for an empty range
+    # A window is always a suffix of its (key, tile group) run of tiles (``hi`` is the run's
+    # end), so sums come from suffix sums computed run by run: each run is a row of its own,
+    # and an attempt's counters do not depend on what else is in its batch.
+    suffix = _run_suffix_sums(parsed.tile_keys, parsed.tile_values)
+    sums = suffix[np.minimum(lo, len(suffix) - 1)]
+    sums[hi <= lo] = 0.0
     return sums.reshape(len(_FINITE), len(t_us), WIDTH)
