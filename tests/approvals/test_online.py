@@ -354,3 +354,22 @@ def test_an_attempt_gets_the_same_counters_alone_or_in_any_batch(
         j = len(queries) - 1 - i
         assert exactly_equal(alone, {k: v[j : j + 1] for k, v in reversed_batch.items()}), i
     store.close()
+
+
+def test_keys_with_any_characters_are_read_back(redis_url: str) -> None:
+    data = validate_frame(random_attempts(1500, seed=8, days=10), labels=True)
+    odd = {m: f"mé,r?chänt\x1d{i}\x1f\\ 商户" for i, m in enumerate(data["merchant_id"].unique())}
+    data = data.assign(
+        merchant_id=data["merchant_id"].map(odd),
+        card_fingerprint="?" + data["card_fingerprint"] + "\x1e✓",
+    )
+    history, later = split(data)
+    state = build_state(history)
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    store = OnlineFeatureStore(settings)
+    for _ in range(2):  # the second read skips the held shared keys
+        online = store.counts(records(later))
+        assert not online.degraded
+        assert differing(counts_for(later, None, state), online.counts) == []
+    store.close()

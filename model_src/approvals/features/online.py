@@ -53,27 +53,31 @@ __all__ = ["READ_SCRIPT", "OnlineCounts", "OnlineFeatureStore"]
 log = logging.getLogger("approvals.online")
 
 # KEYS[1] = pointer; ARGV[1] = prefix; ARGV[2] = the version the reader holds hashes of ("" if
-# none); ARGV[3..] = "<family>:<key>" of the request, "?<family>:<key>" for a key the reader
-# holds (skipped, as an empty hash, when ARGV[2] is still the live version). Each hash is
-# flattened into one string (fields and values joined by \x1e) and the hashes into one reply
-# (joined by \x1d, empty for a missing key): a single bulk reply, whatever the number of keys,
-# keeps the client's protocol parsing negligible. The 4th element says whether held keys were
-# skipped (1) or read (0).
+# none); ARGV[3] = the request's keys "<family>:<key>" concatenated, ARGV[4] = their lengths in
+# bytes, comma-separated (two arguments whatever the number of keys: packing one argument per
+# key cost the client more than the script). A key "?<family>:<key>" is one the reader holds:
+# skipped, as an empty hash, when ARGV[2] is still the live version. Each hash is flattened
+# into one string (fields and values joined by \x1e) and the hashes into one reply (joined by
+# \x1d, empty for a missing key), so the client parses one bulk string. The 4th element says
+# whether held keys were skipped (1) or read (0).
 READ_SCRIPT = """
 local version = redis.call('GET', KEYS[1])
 if not version then return {false} end
 local same = ARGV[2] == version
 local base = ARGV[1] .. ':' .. version .. ':'
+local keys = ARGV[3]
 local hashes = {}
-for i = 3, #ARGV do
-  local key = ARGV[i]
+local at = 1
+for size in string.gmatch(ARGV[4], '%d+') do
+  local key = string.sub(keys, at, at + size - 1)
+  at = at + size
   if string.byte(key, 1) == 63 then
     if same then key = nil else key = string.sub(key, 2) end
   end
   if key then
-    hashes[i - 2] = table.concat(redis.call('HGETALL', base .. key), '\\30')
+    hashes[#hashes + 1] = table.concat(redis.call('HGETALL', base .. key), '\\30')
   else
-    hashes[i - 2] = ''
+    hashes[#hashes + 1] = ''
   end
 end
 return {version, redis.call('HMGET', base .. 'meta', 'defs', 'end_us'),
@@ -88,7 +92,7 @@ SHARED = np.array(["card_fingerprint" not in f.keys for f in FAMILIES])
 class _Request:
     """A read as sent: its arguments, and the parsed hashes it relies on the reader holding."""
 
-    args: list[str]
+    args: list[str | bytes]
     version: str  # the version the held hashes belong to ("" when none)
     held: dict[int, KeyData]  # plan slot -> parsed hash (for the key sent with HELD)
 
@@ -102,17 +106,18 @@ class _Held:
         self.hashes: OrderedDict[str, KeyData] = OrderedDict()
 
     def request(self, prefix: str, p: Plan) -> _Request:
-        args = [prefix, self.version]
+        keys: list[bytes] = []
         held: dict[int, KeyData] = {}
         for slot, relkey in enumerate(p.relkeys):
             data = self.hashes.get(relkey) if self.version else None
             if data is None:
-                args.append(relkey)
+                keys.append(relkey.encode())
             else:
                 self.hashes.move_to_end(relkey)
                 held[slot] = data
-                args.append(HELD + relkey)
-        return _Request(args, self.version, held)
+                keys.append((HELD + relkey).encode())
+        lengths = ",".join([str(len(k)) for k in keys])
+        return _Request([prefix, self.version, b"".join(keys), lengths], self.version, held)
 
     def keep(self, version: str, p: Plan, read: Hashes, slots: np.ndarray) -> None:
         """Remember the shared hashes just read (a new version replaces the old ones)."""
