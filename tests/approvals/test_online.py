@@ -270,14 +270,21 @@ def exactly_equal(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> 
     )
 
 
+def live_store(
+    redis_url: str, state: FeatureState, **extra: Any
+) -> tuple[OnlineFeatureStore, RedisSettings, str]:
+    """A reader of ``state`` freshly materialized under a prefix of its own; the version."""
+    settings = settings_for(redis_url, timeout_ms=5000, **extra)
+    version = materialize(state, settings).version
+    return OnlineFeatureStore(settings), settings, version
+
+
 def test_shared_hashes_are_held_per_version_and_answers_do_not_change(
     redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
 ) -> None:
     _, later, state = factory_data
-    settings = settings_for(redis_url, timeout_ms=5000)
-    version = materialize(state, settings).version
+    held, settings, version = live_store(redis_url, state)
     queries = records(later_queries(later))
-    held = OnlineFeatureStore(settings)
     fresh = OnlineFeatureStore(settings.model_copy(update={"cache_keys": 0}))
     # Given a reader that answered once, and held what it read of shared keys
     first = held.counts(queries[:150])
@@ -325,10 +332,8 @@ def test_the_held_hashes_are_bounded(
     redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
 ) -> None:
     _, later, state = factory_data
-    settings = settings_for(redis_url, timeout_ms=5000, cache_keys=5)
-    materialize(state, settings)
+    store, settings, _ = live_store(redis_url, state, cache_keys=5)
     queries = records(later_queries(later))
-    store = OnlineFeatureStore(settings)
     answers = [store.counts(queries[i : i + 40]) for i in range(0, 200, 40)]
     assert 0 < len(store._held.hashes) <= 5
     fresh = OnlineFeatureStore(settings.model_copy(update={"cache_keys": 0}))
@@ -342,10 +347,8 @@ def test_an_attempt_gets_the_same_counters_alone_or_in_any_batch(
     redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
 ) -> None:
     _, later, state = factory_data
-    settings = settings_for(redis_url, timeout_ms=5000, cache_keys=0)
-    materialize(state, settings)
+    store, _, _ = live_store(redis_url, state, cache_keys=0)
     queries = records(later_queries(later))
-    store = OnlineFeatureStore(settings)
     batch = store.counts(queries).counts
     reversed_batch = store.counts(queries[::-1]).counts
     for i in range(0, len(queries), 17):
