@@ -62,8 +62,8 @@ class Approvals:
     def __init__(self) -> None:
         self.settings = ServingSettings()
         self.package = ModelPackage.load(self.settings.model_dir)
-        self.store = OnlineFeatureStore(RedisSettings())
         metrics = telemetry.metrics()
+        self.store = OnlineFeatureStore(RedisSettings(), on_keys=metrics.count_keys)
         self.batcher = Batcher(
             Pipeline(self.package, self.store),
             self.settings.max_batch_size,

@@ -31,6 +31,14 @@ class Metrics:
     errors: Any
     degraded: Any
     batch_size: Any
+    online_keys: Any
+
+    def count_keys(self, read: int, held: int) -> None:
+        """Count the keys of one online read by where their hashes came from."""
+        if read:
+            self.online_keys.labels(source="redis").inc(read)
+        if held:
+            self.online_keys.labels(source="held").inc(held)
 
 
 @cache
@@ -62,6 +70,12 @@ def metrics() -> Metrics:
             name="approvals_model_batch_size",
             documentation="Rows per model call of the adaptive batcher",
             buckets=BATCH_BUCKETS,
+        ),
+        online_keys=bentoml.metrics.Counter(
+            name="approvals_online_keys_total",
+            documentation="Feature keys of online reads, by source: redis, or held hashes of "
+            "the live materialized version",
+            labelnames=["source"],
         ),
     )
 

@@ -72,11 +72,24 @@ class CircuitBreaker:
 class OnlineStats:
     """Counters of a reader, for metrics: good reads, failures and degraded answers by reason."""
 
-    def __init__(self, on_degraded: Callable[[str], None] | None = None) -> None:
-        """Start at zero; ``on_degraded(reason)`` is called on every degraded answer."""
+    def __init__(
+        self,
+        on_degraded: Callable[[str], None] | None = None,
+        on_keys: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Start at zero.
+
+        Args:
+            on_degraded: called with the reason of every degraded answer.
+            on_keys: called with (keys read from Redis, keys answered from held hashes) of
+                every answer served from the store.
+        """
         self._lock = threading.Lock()
         self._on_degraded = on_degraded
+        self._on_keys = on_keys
         self.reads = 0
+        self.keys_read = 0
+        self.keys_held = 0
         self.not_after_state = 0
         self.failures = 0
         self.degraded_by_reason: Counter[str] = Counter()
@@ -86,16 +99,22 @@ class OnlineStats:
         """Degraded answers of any reason."""
         return sum(self.degraded_by_reason.values())
 
-    def read(self, not_after_state: int = 0) -> None:
+    def read(self, not_after_state: int = 0, keys_read: int = 0, keys_held: int = 0) -> None:
         """Count an answer served from the store.
 
         Args:
             not_after_state: attempts of it timed at or before the state's end, whose
                 counters may include outcomes at or after their own time.
+            keys_read: keys whose hashes came from Redis.
+            keys_held: keys answered from hashes the reader held for the live version.
         """
         with self._lock:
             self.reads += 1
             self.not_after_state += not_after_state
+            self.keys_read += keys_read
+            self.keys_held += keys_held
+        if self._on_keys is not None:
+            self._on_keys(keys_read, keys_held)
 
     def failure(self) -> None:
         """Count a failed call (error or timeout)."""

@@ -187,6 +187,14 @@ def test_concurrent_requests_of_both_protocols_are_batched(
             after, "approvals_request_duration_seconds_count", endpoint="score", protocol=protocol
         )
         assert count >= 150, f"latency histogram of {protocol}"
+    # and repeated shared keys (BIN, route, merchant) came from the held hashes, cards from Redis
+    held = metric(after, "approvals_online_keys_total", source="held") - metric(
+        before, "approvals_online_keys_total", source="held"
+    )
+    read = metric(after, "approvals_online_keys_total", source="redis") - metric(
+        before, "approvals_online_keys_total", source="redis"
+    )
+    assert held > 0 and read > 0, f"online keys: {held} held, {read} read"
 
 
 def test_redis_outage_degrades_then_recovers(

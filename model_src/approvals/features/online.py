@@ -163,6 +163,7 @@ class OnlineFeatureStore:
         settings: RedisSettings,
         on_degraded: Callable[[str], None] | None = None,
         clock: Callable[[], float] | None = None,
+        on_keys: Callable[[int, int], None] | None = None,
     ) -> None:
         """Prepare clients lazily (nothing connects before the first request).
 
@@ -171,9 +172,11 @@ class OnlineFeatureStore:
             on_degraded: called with the reason of every degraded answer (e.g. to count it in
                 Prometheus): ``breaker_open``, ``error``, ``no_version``, ``definitions``, ``data``.
             clock: monotonic clock for the breaker (tests may pass their own).
+            on_keys: called with (keys read from Redis, keys answered from held hashes) of
+                every answer served from the store (e.g. to count them in Prometheus).
         """
         self.settings = settings
-        self.stats = OnlineStats(on_degraded)
+        self.stats = OnlineStats(on_degraded, on_keys)
         self.breaker = CircuitBreaker(settings.failure_threshold, settings.cooldown_s, clock)
         self._defs = definitions_hash()
         self._pointer = f"{settings.prefix}:current"
@@ -301,7 +304,7 @@ class OnlineFeatureStore:
         except (ValueError, KeyError, IndexError, UnicodeDecodeError, TypeError):
             return self._degraded(p, "data")
         self._held.keep(version, p, read, slots)
-        self.stats.read(early)
+        self.stats.read(early, keys_read=len(slots), keys_held=len(held))
         return OnlineCounts(counts, degraded=False, version=version)
 
     def _failed(self, p: Plan, exc: BaseException) -> OnlineCounts:
