@@ -45,6 +45,7 @@ from approvals.features.state import build_state  # noqa: E402
 from approvals.materialize import materialize  # noqa: E402
 from approvals.package import ModelPackage  # noqa: E402
 from approvals.settings import RedisSettings  # noqa: E402
+from approvals.trees import RawTrees, compile_trees  # noqa: E402
 from tests.bento.clients import attempt_message  # noqa: E402
 from tests.bento.conftest import attempt_json  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -72,9 +73,18 @@ def model_floor(package: ModelPackage, x: np.ndarray) -> None:
     def raw(m: np.ndarray) -> object:
         return package.booster.predict(m, raw_score=True, num_threads=1)
 
+    c_api = RawTrees(package.booster)
     raw_1, raw_b = per_row_us(raw, one, 3000), per_row_us(raw, x, 100)
+    api_1, api_b = per_row_us(c_api, one, 3000), per_row_us(c_api, x, 100)
+    trees_1, trees_b = per_row_us(package.trees, one, 3000), per_row_us(package.trees, x, 100)
     pkg_1, pkg_b = per_row_us(package.predict, one, 3000), per_row_us(package.predict, x, 100)
+    diff = float(np.max(np.abs(package.trees(x) - np.asarray(raw(x)))))
+    kind = type(package.trees).__name__
     print(f"raw Booster.predict   single {raw_1:8.1f} us/row   batch({len(x)}) {raw_b:6.2f} us/row")
+    print(f"trees via C API       single {api_1:8.1f} us/row   batch({len(x)}) {api_b:6.2f} us/row")
+    print(
+        f"service trees ({kind}) single {trees_1:8.1f} us/row   batch({len(x)}) {trees_b:6.2f} us/row   largest difference to Booster.predict {diff:.2g}"
+    )
     print(f"service model call    single {pkg_1:8.1f} us/row   batch({len(x)}) {pkg_b:6.2f} us/row")
     print(
         f"model cost ratio      single {pkg_1 / raw_1:8.2f} x        batch       {pkg_b / raw_b:6.2f} x"
@@ -298,7 +308,22 @@ def main() -> None:
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench deadline")))
     signal.alarm(int(args.deadline))
 
-    package = ModelPackage.load(args.model)
+    # the service's model as the bento ships it: the package with its trees compiled
+    served_model = Path(tempfile.mkdtemp(prefix="approvals-bench-model-"))
+    try:
+        run(args, served_model)
+    finally:
+        shutil.rmtree(served_model, ignore_errors=True)
+    signal.alarm(0)
+
+
+def run(args: argparse.Namespace, served_model: Path) -> None:
+    """Everything measured, with the served model package at ``served_model``."""
+    shutil.copytree(
+        args.model, served_model, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state")
+    )
+    compile_trees(served_model)
+    package = ModelPackage.load(served_model)
     data = read_attempts(args.data, labels=True).sort_values("event_time")
     requests = data.tail(2000).drop(columns=["approved", "response_code"])
     state = build_state(data.iloc[: len(data) - 2000])
@@ -332,7 +357,7 @@ def main() -> None:
         http_port, grpc_port = free_port(), free_port()
         env = {
             **os.environ,
-            "APPROVALS_MODEL_DIR": str(args.model.resolve()),
+            "APPROVALS_MODEL_DIR": str(served_model),
             "APPROVALS_REDIS_URL": url,
             "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
             "GRPC_PORT": str(grpc_port),
@@ -362,7 +387,6 @@ def main() -> None:
         asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[:-1]))
         asyncio.run(batch_throughput(target, rows, args.seconds, proc.pid))
         asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[-1:]))
-    signal.alarm(0)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ package. So the build context is assembled in a temporary directory:
 
 - ``bento/``'s service modules, generated stubs and ``bentofile.yaml``;
 - ``model/``: the model package without its training-side feature state (the service reads
-  online features from Redis), where :data:`config.BAKED_MODEL` finds it;
+  online features from Redis), where :data:`config.BAKED_MODEL` finds it, plus its trees
+  compiled with lleaves for the baseline x86-64 CPU (``model/compiled/``, verified against
+  the booster; the service checks them again and falls back to LightGBM if they do not fit);
 - ``wheels/approvals-*.whl``: the library, built with ``uv build``;
 - ``requirements.txt``: the ``serve`` extra pinned from ``uv.lock`` (``uv export``), so no
   training, Pulumi or test package enters the image.
@@ -28,7 +30,7 @@ from pathlib import Path
 BENTO_DIR = Path(__file__).resolve().parent
 ROOT = BENTO_DIR.parent
 SERVICE_FILES = ("*.py", "bentofile.yaml")
-MODEL_SKIP = ("state",)  # training-side feature state: batch prediction only
+MODEL_SKIP = ("state", "compiled")  # training-side state; trees are compiled afresh below
 
 
 def assemble(model_dir: Path, context: Path) -> Path:
@@ -38,6 +40,7 @@ def assemble(model_dir: Path, context: Path) -> Path:
             shutil.copy2(path, context / path.name)
     shutil.copytree(BENTO_DIR / "approval", context / "approval")
     shutil.copytree(model_dir, context / "model", ignore=shutil.ignore_patterns(*MODEL_SKIP, ".*"))
+    _compile_trees(context / "model")
     uv = _uv()
     _run([uv, "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
     export = [
@@ -62,6 +65,19 @@ def build(model_dir: Path) -> str:
     if not tags:
         raise RuntimeError(f"bentoml build printed no tag:\n{out[-2000:]}")
     return tags[-1].strip()
+
+
+def _compile_trees(model: Path) -> None:
+    """Compiled trees into the bento's model; without them the service uses LightGBM."""
+    from approvals.trees import compile_trees
+
+    try:
+        meta = compile_trees(model)
+    except (ImportError, OSError, ValueError, RuntimeError) as exc:
+        print(f"warning: trees not compiled ({exc}); LightGBM will score", file=sys.stderr)
+    else:
+        diff = meta["max_abs_diff"]
+        print(f"compiled trees: largest difference to LightGBM {diff:.2g}", file=sys.stderr)
 
 
 def _uv() -> str:

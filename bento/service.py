@@ -37,6 +37,7 @@ from approvals.features.online import OnlineFeatureStore
 from approvals.package import ModelPackage
 from approvals.serving import Engine, Pipeline, retry_threshold
 from approvals.settings import RedisSettings
+from approvals.trees import CompiledTrees
 
 traffic.install()  # BentoML's HTTP timeout without its 10 s retention of every request
 
@@ -62,6 +63,10 @@ class Approvals:
     def __init__(self) -> None:
         self.settings = ServingSettings()
         self.package = ModelPackage.load(self.settings.model_dir)
+        telemetry.log_event(
+            "model loaded", model_version=self.package.model_version,
+            trees="compiled" if isinstance(self.package.trees, CompiledTrees) else "lightgbm",
+        )  # fmt: skip
         metrics = telemetry.metrics()
         self.store = OnlineFeatureStore(RedisSettings(), on_keys=metrics.count_keys)
         self.batcher = Batcher(

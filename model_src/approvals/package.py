@@ -23,7 +23,7 @@ from approvals.atomic import staged_dir
 from approvals.calibrate import Calibrator
 from approvals.features.derive import FeatureSpec
 from approvals.stack import LinearStack
-from approvals.trees import RawTrees
+from approvals.trees import CompiledTrees, RawTrees
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -55,9 +55,11 @@ class ModelPackage:
         return str(self.manifest["model_version"])
 
     @cached_property
-    def trees(self) -> RawTrees:
-        """The booster's raw scores, through LightGBM's C API (same numbers as ``predict``)."""
-        return RawTrees(self.booster)
+    def trees(self) -> RawTrees | CompiledTrees:
+        """The booster's raw scores: the package's compiled trees when present and verified
+        (:func:`approvals.trees.compile_trees`), else LightGBM's C API (``predict``'s numbers)."""
+        compiled = CompiledTrees.load(self.path, self.booster) if self.path else None
+        return compiled if compiled is not None else RawTrees(self.booster)
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         """Uncalibrated log-odds: linear model plus trees."""

@@ -15,6 +15,13 @@ thread. The serving process scores on its event loop thread only.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
+import logging
+import platform
+import shutil
+from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 PARAMETERS = b"num_threads=1"
+log = logging.getLogger("approvals.trees")
 
 
 class RawTrees:
@@ -94,3 +102,138 @@ class RawTrees:
         fast, self._fast = getattr(self, "_fast", None), ctypes.c_void_p()
         if fast:
             self._lib.LGBM_FastConfigFree(fast)
+
+
+# Compiled trees (lleaves): built once per model into the bento, checked against the booster.
+COMPILED_DIR = "compiled"
+TARGET_CPU = "x86-64"  # the baseline x86-64 instruction set: the object runs on any x86-64 node
+ZERO_BAND = 1e-34  # LightGBM takes |x| <= kZeroThreshold (1e-35 as float32) as zero
+TOLERANCE = 1e-6  # largest difference to Booster.predict's raw score a compiled model may show
+
+
+def probe_rows(booster: lgb.Booster, rows: int = 2000, seed: int = 0) -> np.ndarray:
+    """Feature rows that take every split both ways: thresholds and their neighbours, NaN,
+    categories in and out of each split's set."""
+    width = booster.num_feature()
+    values: list[set[float]] = [{0.0} for _ in range(width)]
+    stack = [tree["tree_structure"] for tree in booster.dump_model()["tree_info"]]
+    while stack:
+        node = stack.pop()
+        if "split_feature" not in node:
+            continue
+        column, threshold = values[node["split_feature"]], node["threshold"]
+        if node.get("decision_type") == "==":
+            for code in str(threshold).split("||"):
+                column.update({float(code), float(code) + 1})
+        else:
+            t = float(threshold)
+            column.update({t - 1, t + 1})
+            if abs(t) > ZERO_BAND:  # LightGBM takes |x| <= 1e-35 as zero; features never are
+                column.update({t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)})
+        stack.extend([node["left_child"], node["right_child"]])
+    rng = np.random.default_rng(seed)
+    out = np.empty((rows, width))
+    for j, column in enumerate(values):
+        out[:, j] = rng.choice(np.array([*sorted(column), np.nan]), size=rows)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compile_trees(model_dir: Path) -> dict[str, Any]:
+    """Compile ``model_dir/booster.txt`` with lleaves into ``model_dir/compiled/``.
+
+    The object targets the baseline x86-64 CPU (portable across nodes) and returns raw scores;
+    it is kept only if it matches ``Booster.predict`` within :data:`TOLERANCE` on
+    :func:`probe_rows`.
+
+    Returns:
+        The metadata written beside the object (versions, target, largest difference).
+
+    Raises:
+        ValueError: the compiled model disagrees with the booster (nothing is kept).
+    """
+    import lightgbm as lgb
+    import lleaves
+    import llvmlite
+
+    booster_file = model_dir / "booster.txt"
+    out = model_dir / COMPILED_DIR
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    model = lleaves.Model(model_file=str(booster_file))
+    model.compile(
+        cache=str(out / "trees.o"), raw_score=True, target_cpu=TARGET_CPU, target_cpu_features=""
+    )
+    booster = lgb.Booster(model_file=str(booster_file))
+    x = probe_rows(booster)
+    diff = float(np.max(np.abs(model.predict(x, n_jobs=1) - RawTrees(booster)(x))))
+    if not diff <= TOLERANCE:
+        shutil.rmtree(out)
+        raise ValueError(f"compiled trees differ from the booster by {diff:.3g} > {TOLERANCE}")
+    meta = {
+        "booster_sha256": _sha256(booster_file), "machine": platform.machine(),
+        "target_cpu": TARGET_CPU, "lleaves": version("lleaves"), "llvmlite": llvmlite.__version__,
+        "probe_rows": len(x), "max_abs_diff": diff,
+    }  # fmt: skip
+    (out / "trees.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+class CompiledTrees:
+    """Raw scores from the lleaves-compiled trees of a package (same contract as RawTrees)."""
+
+    def __init__(self, model: Any, width: int, meta: dict[str, Any]) -> None:
+        """Wrap a compiled lleaves model of ``width`` features."""
+        self._model = model
+        self._ncol = width
+        self.meta = meta
+
+    @classmethod
+    def load(cls, model_dir: Path, booster: lgb.Booster) -> CompiledTrees | None:
+        """The package's compiled trees, or None when absent, stale, foreign or wrong.
+
+        Checked before use: the object belongs to this very booster file, this machine's
+        architecture and the installed lleaves, and it matches the booster on probe rows.
+        """
+        meta_file = model_dir / COMPILED_DIR / "trees.json"
+        if not meta_file.is_file():
+            return None
+        try:
+            import lleaves
+
+            meta = json.loads(meta_file.read_text())
+            fits = (
+                meta.get("booster_sha256") == _sha256(model_dir / "booster.txt")
+                and meta.get("machine") == platform.machine()
+                and meta.get("lleaves") == version("lleaves")
+            )
+            if not fits:
+                log.warning("compiled trees in %s do not fit this model or host", model_dir)
+                return None
+            model = lleaves.Model(model_file=str(model_dir / "booster.txt"))
+            model.compile(cache=str(model_dir / COMPILED_DIR / "trees.o"), raw_score=True)
+            x = probe_rows(booster, rows=500, seed=1)
+            diff = float(np.max(np.abs(model.predict(x, n_jobs=1) - RawTrees(booster)(x))))
+        except (ImportError, OSError, ValueError, RuntimeError) as exc:
+            log.warning("compiled trees in %s not used: %s", model_dir, exc)
+            return None
+        if not diff <= TOLERANCE:
+            log.warning("compiled trees in %s differ by %.3g: not used", model_dir, diff)
+            return None
+        return cls(model, booster.num_feature(), meta)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores of the rows of ``x`` (features in the booster's order).
+
+        Raises:
+            ValueError: ``x`` is not a 2-D matrix with the booster's number of features.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self._ncol:
+            raise ValueError(f"expected a matrix of {self._ncol} features, got shape {x.shape}")
+        if not len(x):
+            return np.empty(0, dtype=np.float64)
+        return np.asarray(self._model.predict(x, n_jobs=1), dtype=np.float64)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
 
-from approvals.trees import RawTrees
+from approvals.trees import CompiledTrees, RawTrees, compile_trees, probe_rows
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +64,40 @@ def test_empty_input_gives_no_scores_and_a_wrong_width_is_refused(booster: lgb.B
     assert scorer(np.zeros((0, 6))).shape == (0,)
     with pytest.raises(ValueError, match="6 features"):
         scorer(np.zeros((2, 5)))
+
+
+@pytest.fixture(scope="module")
+def compiled_dir(booster: lgb.Booster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = tmp_path_factory.mktemp("compiled-model")
+    booster.save_model(str(model / "booster.txt"))
+    compile_trees(model)
+    return model
+
+
+def test_compiled_trees_match_the_booster(booster: lgb.Booster, compiled_dir: Path) -> None:
+    loaded = lgb.Booster(model_file=str(compiled_dir / "booster.txt"))
+    compiled = CompiledTrees.load(compiled_dir, loaded)
+    assert compiled is not None
+    assert compiled.meta["target_cpu"] == "x86-64" and compiled.meta["max_abs_diff"] <= 1e-9
+    for x in (rows(500, seed=11), probe_rows(loaded, 3000, seed=12), rows(1, seed=13)):
+        assert np.allclose(compiled(x), RawTrees(loaded)(x), rtol=0, atol=1e-9)
+    assert compiled(np.zeros((0, 6))).shape == (0,)
+    with pytest.raises(ValueError, match="6 features"):
+        compiled(np.zeros((2, 5)))
+
+
+def test_compiled_trees_of_another_booster_are_not_used(
+    booster: lgb.Booster, compiled_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    other = tmp_path / "model"
+    shutil.copytree(compiled_dir, other)
+    retrained = lgb.train(
+        {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": 2},
+        lgb.Dataset(rows(2000, seed=2), (np.arange(2000) % 3 == 0).astype(int)),
+        10,
+    )
+    retrained.save_model(str(other / "booster.txt"))  # the object is now stale
+    assert CompiledTrees.load(other, retrained) is None
+    assert CompiledTrees.load(tmp_path / "absent", booster) is None

@@ -11,8 +11,9 @@ from types import ModuleType
 import pytest
 import yaml
 
-from approvals.package import FILES
+from approvals.package import FILES, ModelPackage
 from approvals.train import TrainResult
+from approvals.trees import CompiledTrees
 from tests.bento.conftest import BENTO_DIR
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,11 @@ def test_the_bento_holds_the_service_and_the_model_package(built: Path) -> None:
     model = built / "src" / "model"
     assert all((model / f).is_file() for f in FILES), "a loadable model package"
     assert not (model / "state").exists(), "no training-side feature state in the image"
+    # the trees compiled for the baseline x86-64 CPU, and the service's loader accepts them
+    assert (model / "compiled" / "trees.o").is_file()
+    package = ModelPackage.load(model)
+    assert isinstance(package.trees, CompiledTrees), "the bento's compiled trees are used"
+    assert package.trees.meta["target_cpu"] == "x86-64"
     wheels = [p.name for p in (built / "env" / "python" / "wheels").iterdir()]
     assert any(re.fullmatch(r"approvals-.*\.whl", w) for w in wheels), wheels
 
@@ -65,7 +71,7 @@ def test_the_bento_requirements_are_serving_only(built: Path) -> None:
     names.discard("")
     names = {n for n in names if not n.startswith(("#", "-", "./"))}
     # then everything the service imports is pinned, and nothing of training, infra or tests
-    assert {"bentoml", "lightgbm", "numpy", "redis", "grpcio", "pydantic"} <= names
+    assert {"bentoml", "lightgbm", "lleaves", "numpy", "redis", "grpcio", "pydantic"} <= names
     assert not [n for n in names if n.startswith(TRAINING_ONLY)], sorted(names)
     pinned = [ln for ln in lines if ln and not ln.startswith(("#", " ", "./", "-"))]
     assert all("==" in ln for ln in pinned), "every requirement pinned from uv.lock"
