@@ -33,6 +33,18 @@ PARAMETERS = b"num_threads=1"
 log = logging.getLogger("approvals.trees")
 
 
+def feature_matrix(x: np.ndarray, width: int) -> np.ndarray:
+    """``x`` as the C-contiguous float64 matrix the tree scorers read.
+
+    Raises:
+        ValueError: ``x`` is not a 2-D matrix of ``width`` features.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"expected a matrix of {width} features, got shape {x.shape}")
+    return x
+
+
 class RawTrees:
     """Raw scores (log-odds) of a LightGBM binary booster, as ``predict(raw_score=True)``."""
 
@@ -71,9 +83,7 @@ class RawTrees:
         Raises:
             ValueError: ``x`` is not a 2-D matrix with the booster's number of features.
         """
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self._ncol:
-            raise ValueError(f"expected a matrix of {self._ncol} features, got shape {x.shape}")
+        x = feature_matrix(x, self._ncol)
         out = np.empty(len(x), dtype=np.float64)
         if not len(x):
             return out
@@ -138,6 +148,11 @@ def probe_rows(booster: lgb.Booster, rows: int = 2000, seed: int = 0) -> np.ndar
     return out
 
 
+def _largest_difference(model: Any, booster: lgb.Booster, x: np.ndarray) -> float:
+    """Largest absolute difference of a compiled model's raw scores to the booster's."""
+    return float(np.max(np.abs(model.predict(x, n_jobs=1) - RawTrees(booster)(x))))
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -169,7 +184,7 @@ def compile_trees(model_dir: Path) -> dict[str, Any]:
     )
     booster = lgb.Booster(model_file=str(booster_file))
     x = probe_rows(booster)
-    diff = float(np.max(np.abs(model.predict(x, n_jobs=1) - RawTrees(booster)(x))))
+    diff = _largest_difference(model, booster, x)
     if not diff <= TOLERANCE:
         shutil.rmtree(out)
         raise ValueError(f"compiled trees differ from the booster by {diff:.3g} > {TOLERANCE}")
@@ -215,8 +230,7 @@ class CompiledTrees:
                 return None
             model = lleaves.Model(model_file=str(model_dir / "booster.txt"))
             model.compile(cache=str(model_dir / COMPILED_DIR / "trees.o"), raw_score=True)
-            x = probe_rows(booster, rows=500, seed=1)
-            diff = float(np.max(np.abs(model.predict(x, n_jobs=1) - RawTrees(booster)(x))))
+            diff = _largest_difference(model, booster, probe_rows(booster, rows=500, seed=1))
         except (ImportError, OSError, ValueError, RuntimeError) as exc:
             log.warning("compiled trees in %s not used: %s", model_dir, exc)
             return None
@@ -226,14 +240,8 @@ class CompiledTrees:
         return cls(model, booster.num_feature(), meta)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Raw scores of the rows of ``x`` (features in the booster's order).
-
-        Raises:
-            ValueError: ``x`` is not a 2-D matrix with the booster's number of features.
-        """
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self._ncol:
-            raise ValueError(f"expected a matrix of {self._ncol} features, got shape {x.shape}")
+        """Raw scores of the rows of ``x``, as :meth:`RawTrees.__call__`."""
+        x = feature_matrix(x, self._ncol)
         if not len(x):
             return np.empty(0, dtype=np.float64)
         return np.asarray(self._model.predict(x, n_jobs=1), dtype=np.float64)
