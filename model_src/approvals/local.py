@@ -94,6 +94,11 @@ def serve_command(http_port: int, target: str = SOURCE_SERVICE) -> list[str]:
             "--host", "127.0.0.1", "--port", str(http_port)]  # fmt: skip
 
 
+def _bentoml_env(home: Path) -> dict[str, str]:
+    """This process's environment with the BentoML store at ``home`` and no telemetry."""
+    return {**os.environ, "BENTOML_HOME": str(home.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
+
+
 def service_env(
     model_dir: Path | None, redis_url: str, grpc_port: int, home: Path
 ) -> dict[str, str]:
@@ -101,13 +106,7 @@ def service_env(
 
     Without ``model_dir`` the service loads the model package baked into the bento.
     """
-    env = {
-        **os.environ,
-        "APPROVALS_REDIS_URL": redis_url,
-        "GRPC_PORT": str(grpc_port),
-        "BENTOML_HOME": str(home.resolve()),
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
+    env = {**_bentoml_env(home), "APPROVALS_REDIS_URL": redis_url, "GRPC_PORT": str(grpc_port)}
     env.pop("APPROVALS_MODEL_DIR", None)
     if model_dir is not None:
         env["APPROVALS_MODEL_DIR"] = str(model_dir.resolve())
@@ -120,10 +119,9 @@ def build_bento(model_dir: Path, home: Path) -> str:
     Raises:
         UserError: the build failed (with the end of its output).
     """
-    env = {**os.environ, "BENTOML_HOME": str(home.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
     done = subprocess.run(
         [sys.executable, str(BENTO_DIR / "bundle.py"), str(model_dir)],
-        env=env, capture_output=True, text=True, check=False,
+        env=_bentoml_env(home), capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise UserError(f"building the bento failed:\n{(done.stderr or done.stdout)[-2000:]}")

@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -214,9 +215,17 @@ class KeyData:
 class _Parsed:
     life: np.ndarray  # key slot x counter (the family's order, padded to WIDTH)
     tile_keys: np.ndarray  # sorted ((slot * groups + tile group) << 32) + tile start
-    tile_values: np.ndarray  # counters of each tile in tile_keys order, a zero row last
+    tile_values: np.ndarray  # counters of each tile in tile_keys order
     last_us: np.ndarray
     last_code: np.ndarray
+
+    @classmethod
+    def empty(cls, size: int) -> _Parsed:
+        """``size`` keys with no counters, no tiles and no last attempt."""
+        return cls(
+            np.zeros((size, WIDTH)), np.zeros(0, np.int64), np.zeros((0, WIDTH)),
+            np.full(size, np.nan), np.full(size, None, dtype=object),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -323,10 +332,16 @@ class Hashes:
     keys: np.ndarray
     values: np.ndarray
 
+    @cached_property
+    def _bounds(self) -> list[int]:
+        """Where each slot's tiles start in ``keys`` (one more entry: the end)."""
+        groups = len(_TILES)
+        return np.searchsorted(self.keys >> 32, np.arange(len(self.life) + 1) * groups).tolist()
+
     def key(self, slot: int) -> KeyData:
         """The parsed hash at ``slot`` on its own (copies: safe to keep in a cache)."""
         groups = len(_TILES)
-        lo, hi = np.searchsorted(self.keys >> 32, [slot * groups, (slot + 1) * groups]).tolist()
+        lo, hi = self._bounds[slot], self._bounds[slot + 1]
         return KeyData(
             self.life[slot].copy(), float(self.last_us[slot]), self.last_code[slot],
             self.keys[lo:hi] - ((slot * groups) << 32), self.values[lo:hi].copy(),
@@ -343,11 +358,7 @@ def parse_hashes(families: np.ndarray, blobs: Sequence[bytes | None]) -> Hashes:
     Raises:
         ValueError: a stored field is malformed.
     """
-    size = len(blobs)
-    out = _Parsed(
-        np.zeros((size, WIDTH)), np.zeros(0, np.int64), np.zeros((1, WIDTH)),
-        np.full(size, np.nan), np.full(size, None, dtype=object),
-    )  # fmt: skip
+    out = _Parsed.empty(len(blobs))
     f = _flatten(blobs)
     tile = [b":" in name for name in f.names]
     _life(families, f, [i for i, t in enumerate(tile) if not t], out)
@@ -367,10 +378,7 @@ def _merge(
         known: plan slot -> hash parsed earlier (a cache), for the slots not read.
     """
     groups = len(_TILES)
-    out = _Parsed(
-        np.zeros((size, WIDTH)), np.zeros(0, np.int64), np.zeros((1, WIDTH)),
-        np.full(size, np.nan), np.full(size, None, dtype=object),
-    )  # fmt: skip
+    out = _Parsed.empty(size)
     out.life[read_slots] = read.life
     out.last_us[read_slots] = read.last_us
     out.last_code[read_slots] = read.last_code
@@ -387,7 +395,7 @@ def _merge(
     all_keys = np.concatenate(keys)
     order = np.argsort(all_keys, kind="stable")  # keys are unique: one field per tile
     out.tile_keys = all_keys[order]
-    out.tile_values = np.vstack([np.concatenate(values)[order], np.zeros((1, WIDTH))])
+    out.tile_values = np.concatenate(values)[order]
     return out
 
 
@@ -469,7 +477,7 @@ def _run_suffix_sums(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
     position = np.arange(n) - starts[run]
     width = int(position.max()) + 1
     grid = np.zeros((len(starts), width, WIDTH))
-    grid[run, position] = values[:n]
+    grid[run, position] = values
     grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
     out[:n] = grid[run, position]
     return out
