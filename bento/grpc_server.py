@@ -16,8 +16,10 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import operator
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -47,26 +49,37 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
     Fields with presence (sub-messages, ``optional`` scalars) appear only when set, so an unset
     ``attempt`` or ``event_time`` is reported as missing; ``Timestamp`` becomes an aware
-    ``datetime``; plain scalars keep their proto3 defaults ("" or 0), which validation rejects
-    by name where the contract forbids them.
+    ``datetime`` (one outside datetime's range becomes text validation rejects, naming the
+    field); plain scalars keep their proto3 defaults ("" or 0), which validation rejects by
+    name where the contract forbids them.
     """
-    out: dict[str, Any] = {}
-    for name, kind in _plan(message.DESCRIPTOR):
-        if kind is _Kind.SCALAR:
-            out[name] = getattr(message, name)
-        elif kind is _Kind.REPEATED_MESSAGE:
+    plan = _plan(message.DESCRIPTOR)
+    out = dict(zip(plan.scalars, plan.scalar_values(message), strict=True))
+    for name, kind in plan.others:
+        if kind is _Kind.REPEATED_MESSAGE:
             out[name] = [message_to_dict(v) for v in getattr(message, name)]
         elif kind is _Kind.REPEATED:
             out[name] = list(getattr(message, name))
         elif not message.HasField(name):
             continue
         elif kind is _Kind.TIMESTAMP:
-            out[name] = getattr(message, name).ToDatetime(tzinfo=UTC)
+            out[name] = _datetime(getattr(message, name))
         elif kind is _Kind.MESSAGE:
             out[name] = message_to_dict(getattr(message, name))
         else:
             out[name] = getattr(message, name)
     return out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _datetime(stamp: Any) -> datetime | str:
+    """A ``Timestamp`` as an aware UTC datetime (microseconds, as ``ToDatetime`` truncates)."""
+    try:
+        return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    except OverflowError:
+        return "outside the supported range"
 
 
 class _Kind(enum.Enum):
@@ -78,10 +91,19 @@ class _Kind(enum.Enum):
     REPEATED_MESSAGE = "repeated_message"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How to read a message type: its plain scalars in one call, the other fields one by one."""
+
+    scalars: tuple[str, ...]
+    scalar_values: Callable[[Message], tuple[Any, ...]]
+    others: tuple[tuple[str, _Kind], ...]
+
+
 @functools.cache
-def _plan(descriptor: Any) -> tuple[tuple[str, _Kind], ...]:
+def _plan(descriptor: Any) -> _Plan:
     """How to read each field of a message type (worked out once per type, not per message)."""
-    plan = []
+    kinds = []
     for field in descriptor.fields:
         is_message = field.type == FieldDescriptor.TYPE_MESSAGE
         if field.label == FieldDescriptor.LABEL_REPEATED:
@@ -92,8 +114,17 @@ def _plan(descriptor: Any) -> tuple[tuple[str, _Kind], ...]:
             kind = _Kind.MESSAGE
         else:
             kind = _Kind.OPTIONAL if field.has_presence else _Kind.SCALAR
-        plan.append((field.name, kind))
-    return tuple(plan)
+        kinds.append((field.name, kind))
+    scalars = tuple(name for name, kind in kinds if kind is _Kind.SCALAR)
+    others = tuple((name, kind) for name, kind in kinds if kind is not _Kind.SCALAR)
+    return _Plan(scalars, _getter(scalars), others)
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Message], tuple[Any, ...]]:
+    """The values of ``names`` as a tuple, in one C-level call (``attrgetter``)."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    return lambda message: tuple(getattr(message, n) for n in names)
 
 
 def describe(error: ValidationError) -> str:

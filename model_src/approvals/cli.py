@@ -311,6 +311,6 @@ def materialize(
     except RedisError as exc:
         raise UserError(f"Redis at {settings.url}: {type(exc).__name__}: {exc}") from exc
     typer.echo(
-        f"materialized {done.keys:,} keys ({done.fields:,} fields) as {prefix}:{done.version} "
+        f"materialized {done.keys:,} keys ({done.records:,} records) as {prefix}:{done.version} "
         f"in {done.seconds:.1f}s; state ends {done.end.isoformat()}; previous: {done.previous}"
     )

@@ -1,7 +1,7 @@
 """Load the feature state into Redis for the online reader, atomically.
 
 The state (:func:`approvals.features.state.build_state`, the offline SQL's compacted history)
-becomes one hash per family key (layout in :mod:`approvals.features.tiles`). Every key of a
+becomes one packed value per family key (layout in :mod:`approvals.features.tiles`). Every key of a
 new version is written with a TTL, in pipelined chunks; the meta hash goes last; then the
 pointer ``{prefix}:current`` is switched with one SET and the previous version is left to
 expire shortly after. A failure before the switch leaves the previous pointer and keys as they
@@ -13,15 +13,29 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from approvals.errors import UserError
 from approvals.features.definitions import FAMILIES, Family
-from approvals.features.tiles import LAYOUT, SEP, US, definitions_hash, key_text, tile_spans
+from approvals.features.tiles import (
+    LAYOUT,
+    NO_TIME,
+    RECORD,
+    SEP,
+    TILES,
+    US,
+    code_field,
+    definitions_hash,
+    key_text,
+    pack,
+    tile_spans,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +59,7 @@ class MaterializeResult:
         previous: the version it replaced (None on the first run).
         end: last outcome in the state (naive UTC); the reader is exact after it.
         keys: family keys written.
-        fields: hash fields written.
+        records: records written (a head per key and its recent tiles).
         seconds: wall time of the whole run.
     """
 
@@ -53,13 +67,8 @@ class MaterializeResult:
     previous: str | None
     end: datetime
     keys: int
-    fields: int
+    records: int
     seconds: float
-
-
-def _num(value: float) -> str:
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def _key_column(table: pd.DataFrame, family: Family) -> pd.Series:
@@ -70,35 +79,68 @@ def _key_column(table: pd.DataFrame, family: Family) -> pd.Series:
     return f"{family.name}:" + joined
 
 
-def family_hashes(table: pd.DataFrame, family: Family, end_us: int) -> dict[str, dict[str, str]]:
-    """Hash of every key of one family: lifetime sums, recent tile sums, card's last outcome.
+@dataclass(frozen=True)
+class FamilyValues:
+    """The stored values of one family's keys (layout in :mod:`approvals.features.tiles`).
+
+    Attributes:
+        keys: version-relative Redis key of each value.
+        values: the packed records of each key.
+        tiles: number of tile records of each key (its recent tiles).
+    """
+
+    keys: list[str]
+    values: list[bytes]
+    tiles: np.ndarray
+
+
+def family_values(table: pd.DataFrame, family: Family, end_us: int) -> FamilyValues:
+    """Every key of one family: lifetime sums, recent tile suffix sums, card's last outcome.
 
     Args:
         table: the family's state table (keys, ``us``, counters, ``last_code``).
         family: its definition.
         end_us: the state's end; tiles no request after it can need are left out.
     """
+    import pandas as pd
+
     counters = list(family.counters)
     rows = table.assign(_key=_key_column(table, family))
-    life = rows.groupby("_key", sort=False)[counters].sum()
-    out = {key: dict(zip(counters, map(_num, vals), strict=True)) for key, vals in _items(life)}
+    life = rows.groupby("_key", sort=True)[counters].sum()
+    keys = life.index
+    heads = np.zeros(len(keys), RECORD)
+    heads["a"] = NO_TIME
+    heads["v"][:, : len(counters)] = life.to_numpy(dtype=float)
+    if family.name == "card":
+        last = rows.sort_values("us", kind="stable").groupby("_key", sort=False).tail(1)
+        at = keys.get_indexer(last["_key"])
+        heads["a"][at] = last["us"].to_numpy(dtype=np.int64)
+        heads["b"][at] = code_field([str(c) for c in last["last_code"]])
+    parts = []
     for tile, span in tile_spans(family).items():
         first = (end_us // (tile * US)) * tile * US - span * US
         recent = rows.loc[rows["us"] >= first]
-        starts = (recent["us"] // (tile * US)) * tile
-        sums = recent.groupby(["_key", starts.rename("_start")], sort=False)[counters].sum()
-        for (key, start), vals in _items(sums):
-            out[key][f"{tile}:{int(start)}"] = ",".join(map(_num, vals))
-    if family.name == "card":
-        last = rows.sort_values("us").groupby("_key", sort=False).tail(1)
-        for key, us, code in zip(last["_key"], last["us"], last["last_code"], strict=True):
-            out[key]["last_us"] = str(int(us))
-            out[key]["last_code"] = str(code)
-    return out
-
-
-def _items(frame: pd.DataFrame) -> Iterator[tuple[Any, Any]]:
-    return zip(frame.index, frame.to_numpy(dtype=float), strict=True)
+        starts = ((recent["us"] // (tile * US)) * tile).rename("_start")
+        sums = recent.groupby(["_key", starts], sort=True)[counters].sum()
+        # each tile holds its own sums plus those of every later tile of its key and size
+        suffix = sums.iloc[::-1].groupby(level="_key", sort=False).cumsum().iloc[::-1]
+        parts.append(
+            pd.DataFrame({
+                "owner": keys.get_indexer(suffix.index.get_level_values("_key")),
+                "group": TILES.index(tile),
+                "start": suffix.index.get_level_values("_start").to_numpy(dtype=np.int64),
+            }).join(pd.DataFrame(suffix.to_numpy(dtype=float)))
+        )  # fmt: skip
+    tiles = np.zeros(0, RECORD)
+    owner = np.zeros(0, dtype=np.int64)
+    if parts:
+        frame = pd.concat(parts, ignore_index=True).sort_values(["owner", "group", "start"])
+        tiles = np.zeros(len(frame), RECORD)
+        tiles["a"], tiles["b"] = frame["group"], frame["start"]
+        tiles["v"][:, : len(counters)] = frame[list(range(len(counters)))].to_numpy()
+        owner = frame["owner"].to_numpy(dtype=np.int64)
+    counts = np.bincount(owner, minlength=len(keys))
+    return FamilyValues(list(keys), pack(heads, tiles, owner), counts)
 
 
 def _client(settings: RedisSettings, timeout_s: float) -> redis.Redis:
@@ -148,7 +190,7 @@ def materialize(
         if not allow_older:
             _refuse_older(client, settings.prefix, state.end)
         try:
-            keys, fields = _write_families(client, state, base, ttl_s, chunk_size, say)
+            keys, records = _write_families(client, state, base, ttl_s, chunk_size, say)
             _write_meta(client, state, base, ttl_s, keys)
         except BaseException:
             _discard(client, base)
@@ -158,7 +200,7 @@ def materialize(
         client.close()
     say(f"switched {settings.prefix}:current to {version} (previous: {old})")
     elapsed = time.monotonic() - started
-    return MaterializeResult(version, old, state.end, keys, fields, elapsed)
+    return MaterializeResult(version, old, state.end, keys, records, elapsed)
 
 
 def _refuse_older(client: redis.Redis, prefix: str, end: datetime) -> None:
@@ -188,22 +230,22 @@ def _write_families(
 ) -> tuple[int, int]:
     assert state.end is not None
     end_us = _end_us(state.end)
-    keys = fields = 0
+    keys = records = 0
     pipe = client.pipeline(transaction=False)
     for family in FAMILIES:
         table = state.tables.get(family.name)
         if table is None or table.empty:
             continue
-        hashes = family_hashes(table, family, end_us)
-        for key, mapping in hashes.items():
-            pipe.hset(base + key, mapping=mapping)  # type: ignore[arg-type]
-            pipe.expire(base + key, ttl_s)
-            keys, fields = keys + 1, fields + len(mapping)
+        stored = family_values(table, family, end_us)
+        for key, value in zip(stored.keys, stored.values, strict=True):
+            pipe.set(base + key, value, ex=ttl_s)
+            keys += 1
             if keys % chunk == 0:
                 pipe.execute()
-        say(f"family {family.name}: {len(hashes):,} keys from {len(table):,} state rows")
+        records += len(stored.keys) + int(stored.tiles.sum())
+        say(f"family {family.name}: {len(stored.keys):,} keys from {len(table):,} state rows")
     pipe.execute()
-    return keys, fields
+    return keys, records
 
 
 def _end_us(end: datetime) -> int:

@@ -12,9 +12,10 @@ batcher while tests call a :class:`Pipeline` directly.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -32,6 +33,11 @@ STRING_FIELDS = (
     "route_id", "mcc", "currency", "card_bin", "merchant_id", "card_fingerprint",
 )  # fmt: skip
 NULLABLE_FIELDS = ("previous_response_code", "merchant_advice_code")
+_COLUMNS = ("event_time", "amount", "attempt_number", "network_token",
+            *STRING_FIELDS, *NULLABLE_FIELDS)  # fmt: skip
+_column_values = operator.attrgetter(*_COLUMNS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 class CountsResult(Protocol):
@@ -93,15 +99,16 @@ def attempt_columns(attempts: Sequence[Attempt]) -> dict[str, np.ndarray]:
     ``event_time`` naive UTC ``datetime64[us]``, strings and nullable codes as object arrays;
     plus the key columns the online reader needs (BIN, merchant, card fingerprint).
     """
-    times = [a.event_time.astimezone(UTC).replace(tzinfo=None) for a in attempts]
+    values = list(zip(*map(_column_values, attempts), strict=True)) or [()] * len(_COLUMNS)
+    times, amount, number, token, *texts = values  # one tuple per field: no getattr per value
     columns: dict[str, np.ndarray] = {
-        "event_time": np.array(times, dtype="datetime64[us]"),
-        "amount": np.array([a.amount for a in attempts], dtype=np.float64),
-        "attempt_number": np.array([a.attempt_number for a in attempts], dtype=np.int64),
-        "network_token": np.array([a.network_token for a in attempts], dtype=bool),
+        "event_time": np.array([(t - _EPOCH) // _ONE_US for t in times], dtype="datetime64[us]"),
+        "amount": np.array(amount, dtype=np.float64),
+        "attempt_number": np.array(number, dtype=np.int64),
+        "network_token": np.array(token, dtype=bool),
     }
-    for name in (*STRING_FIELDS, *NULLABLE_FIELDS):
-        columns[name] = np.array([getattr(a, name) for a in attempts], dtype=object)
+    for name, column in zip(_COLUMNS[4:], texts, strict=True):
+        columns[name] = np.array(column, dtype=object)
     return columns
 
 

@@ -20,7 +20,15 @@ from approvals.contract import validate_frame
 from approvals.features import counts_for
 from approvals.features.online import OnlineFeatureStore
 from approvals.features.state import FeatureState, build_state
-from approvals.features.tiles import default_counts
+from approvals.features.tiles import (
+    NO_TIME,
+    RECORD,
+    TILES,
+    code_field,
+    default_counts,
+    pack,
+    unpack,
+)
 from approvals.materialize import materialize
 from approvals.settings import RedisSettings
 from tests.approvals.factories import random_attempts
@@ -279,7 +287,7 @@ def live_store(
     return OnlineFeatureStore(settings), settings, version
 
 
-def test_shared_hashes_are_held_per_version_and_answers_do_not_change(
+def test_shared_values_are_held_per_version_and_answers_do_not_change(
     redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
 ) -> None:
     _, later, state = factory_data
@@ -288,18 +296,18 @@ def test_shared_hashes_are_held_per_version_and_answers_do_not_change(
     fresh = OnlineFeatureStore(settings.model_copy(update={"cache_keys": 0}))
     # Given a reader that answered once, and held what it read of shared keys
     first = held.counts(queries[:150])
-    assert held._held.version == version and held._held.hashes, "shared hashes were kept"
-    assert not any(k.startswith("card:") for k in held._held.hashes), "card hashes are not kept"
+    assert held._held.version == version and held._held.values, "shared values were kept"
+    assert not any(k.startswith("card:") for k in held._held.values), "card values are not kept"
     # When shared keys are deleted from Redis (a live version never changes: only a reader that
     # really skips them still sees them), and the reader answers again, sync and async
     client = redis.Redis.from_url(redis_url)
-    gone = [f"{settings.prefix}:{version}:{k}" for k in list(held._held.hashes)[:50]]
+    gone = [f"{settings.prefix}:{version}:{k}" for k in list(held._held.values)[:50]]
     expected = fresh.counts(queries)  # read before the deletion: the full truth
     client.delete(*gone)
     again = held.counts(queries)
     async_again = asyncio.run(held.acounts(queries))
     # Then the answers are bit for bit those of a reader without a cache
-    assert exactly_equal(again.counts, expected.counts), "held hashes changed the answer"
+    assert exactly_equal(again.counts, expected.counts), "held values changed the answer"
     assert exactly_equal(async_again.counts, expected.counts), "async held answer differs"
     assert exactly_equal(first.counts, {k: v[:150] for k, v in expected.counts.items()})
     assert not exactly_equal(fresh.counts(queries).counts, expected.counts), "keys were deleted"
@@ -307,7 +315,7 @@ def test_shared_hashes_are_held_per_version_and_answers_do_not_change(
     fresh.close()
 
 
-def test_a_new_version_replaces_the_held_hashes(
+def test_a_new_version_replaces_the_held_values(
     redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
 ) -> None:
     history, later, state = factory_data
@@ -320,7 +328,7 @@ def test_a_new_version_replaces_the_held_hashes(
     # When a newer state is materialized (pointer switch) and the same reader reads again
     new_version = materialize(state, settings).version
     answer = store.counts(queries)
-    # Then it answers from the new version only, as a fresh reader does, and holds its hashes
+    # Then it answers from the new version only, as a fresh reader does, and holds its values
     assert new_version != old_version and answer.version == new_version
     assert store._held.version == new_version
     assert exactly_equal(answer.counts, OnlineFeatureStore(settings).counts(queries).counts)
@@ -328,14 +336,14 @@ def test_a_new_version_replaces_the_held_hashes(
     store.close()
 
 
-def test_the_held_hashes_are_bounded(
+def test_the_held_values_are_bounded(
     redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
 ) -> None:
     _, later, state = factory_data
     store, settings, _ = live_store(redis_url, state, cache_keys=5)
     queries = records(later_queries(later))
     answers = [store.counts(queries[i : i + 40]) for i in range(0, 200, 40)]
-    assert 0 < len(store._held.hashes) <= 5
+    assert 0 < len(store._held.values) <= 5
     fresh = OnlineFeatureStore(settings.model_copy(update={"cache_keys": 0}))
     for i, answer in enumerate(answers):
         assert exactly_equal(answer.counts, fresh.counts(queries[i * 40 : (i + 1) * 40]).counts)
@@ -376,3 +384,63 @@ def test_keys_with_any_characters_are_read_back(redis_url: str) -> None:
         assert not online.degraded
         assert differing(counts_for(later, None, state), online.counts) == []
     store.close()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "reordered", "unknown tile size"])
+def test_a_damaged_stored_value_degrades_the_answer_instead_of_failing(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState], damage: str
+) -> None:
+    _, later, state = factory_data
+    store, settings, version = live_store(redis_url, state, cache_keys=0)
+    client = redis.Redis.from_url(redis_url)
+    # Given the stored value with the most tiles, changed in a way the materializer never writes
+    widest = max(
+        client.scan_iter(match=f"{settings.prefix}:{version}:bin_route:*", count=1000),
+        key=client.strlen,
+    )
+    original = client.get(widest)
+    stored = np.frombuffer(original, RECORD).copy()
+    assert len(stored) > 2, "a key with tiles is needed"
+    if damage == "truncated":
+        value = original[:-8]
+    elif damage == "reordered":
+        value = np.concatenate([stored[:1], stored[1:][::-1]]).tobytes()
+    else:
+        stored["a"][1] = len(TILES)
+        value = stored.tobytes()
+    client.set(widest, value)
+    relkey = widest.decode().removeprefix(f"{settings.prefix}:{version}:bin_route:")
+    card_bin, route_id = relkey.split("\x1f")
+    query = [{**records(later.head(1))[0], "card_bin": card_bin, "route_id": route_id}]
+    # When a request reads it
+    answer = store.counts(query)
+    # Then the answer is the defaults, flagged and counted; once repaired, the key reads again
+    assert answer.degraded and store.stats.degraded_by_reason["data"] == 1, damage
+    assert exactly_equal(answer.counts, default_counts(1))
+    client.set(widest, original)
+    assert not store.counts(query).degraded
+    store.close()
+
+
+def test_pack_refuses_unsorted_tiles_and_unpack_reads_what_it_packs() -> None:
+    heads = np.zeros(2, RECORD)
+    heads["a"] = [NO_TIME, 1_700_000_000_000_000]
+    heads["b"] = code_field([None, "51"])
+    heads["v"][:, 0] = [3.0, 4.0]
+    tiles = np.zeros(3, RECORD)  # key 0: (group 0, 600 s), (group 1, 3600 s); key 1: (0, 300 s)
+    tiles["a"], tiles["b"], tiles["v"][:, 1] = [0, 1, 0], [600, 3600, 300], [1.0, 2.0, 5.0]
+    owner = np.array([0, 0, 1])
+    with pytest.raises(ValueError, match="sorted"):
+        pack(heads, tiles[[1, 0, 2]], owner)
+    with pytest.raises(ValueError, match="ASCII"):
+        code_field(["a code far too long"])
+    values = pack(heads, tiles, owner)
+    # read back in another order, with an absent key between them
+    parsed = unpack(b"".join([values[1], values[0]]), np.array([len(values[1]), 0, len(values[0])]))
+    assert parsed.life[:, 0].tolist() == [4.0, 0.0, 3.0]
+    assert parsed.last_us[0] == 1_700_000_000_000_000 and np.isnan(parsed.last_us[1:]).all()
+    assert parsed.last_code.tolist() == ["51", None, None]
+    assert parsed.tile_sums[:, 1].tolist() == [5.0, 1.0, 2.0]
+    assert np.all(np.diff(parsed.tile_keys) > 0)
+    with pytest.raises(ValueError, match="whole records"):
+        unpack(values[0][:-1], np.array([len(values[0]) - 1]))

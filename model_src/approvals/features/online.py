@@ -1,14 +1,15 @@
 """Online feature reader: the window counters of the offline SQL, read from Redis.
 
-Materialized hashes (layout and tile arithmetic in :mod:`approvals.features.tiles`) are read
-by one Lua script that resolves the live version and flattens every hash of a request in one
-round trip, so a request never mixes two versions. For any request after the materialized
-state's end the counters equal :func:`approvals.features.offline.query_counts`.
+Materialized values (packed records; layout and tile arithmetic in
+:mod:`approvals.features.tiles`) are read by one Lua script that resolves the live version and
+returns every value of a request concatenated, in one round trip, so a request never mixes two
+versions and the whole reply is parsed with one ``numpy.frombuffer``. For any request after the
+materialized state's end the counters equal :func:`approvals.features.offline.query_counts`.
 
-A version is immutable once its pointer is switched, so the parsed hashes of shared keys (BIN,
-route, merchant, ...: every family not keyed by the card) are kept in process for the live
-version: the script skips the keys the reader already holds when the version it names is
-still live, and reads everything when it is not (the cache then starts over).
+A version is immutable once its pointer is switched, so the values of shared keys (BIN, route,
+merchant, ...: every family not keyed by the card) are kept in process for the live version:
+the script skips the keys the reader already holds when the version it names is still live,
+and reads everything when it is not (the kept values then start over).
 
 When Redis is slow, down or empty the reader answers zeros with ``degraded=True`` instead of
 failing (a broken pooled connection, e.g. after a failover, is retried once at once; a timeout
@@ -19,7 +20,6 @@ itself once a probe succeeds.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,16 +30,13 @@ import numpy as np
 from approvals.breaker import CircuitBreaker, OnlineStats
 from approvals.features.definitions import FAMILIES
 from approvals.features.tiles import (
-    Hashes,
-    KeyData,
     Plan,
-    counts_from_hashes,
+    counts_from_records,
     default_counts,
     definitions_hash,
-    parse_hashes,
     plan,
     plan_columns,
-    split_blobs,
+    unpack,
 )
 
 if TYPE_CHECKING:
@@ -52,85 +49,101 @@ __all__ = ["READ_SCRIPT", "OnlineCounts", "OnlineFeatureStore"]
 
 log = logging.getLogger("approvals.online")
 
-# KEYS[1] = pointer; ARGV[1] = prefix; ARGV[2] = the version the reader holds hashes of ("" if
-# none); ARGV[3] = the request's keys "<family>:<key>" concatenated, ARGV[4] = their lengths in
-# bytes, comma-separated (two arguments whatever the number of keys: packing one argument per
-# key cost the client more than the script). A key "?<family>:<key>" is one the reader holds:
-# skipped, as an empty hash, when ARGV[2] is still the live version. Each hash is flattened
-# into one string (fields and values joined by \x1e) and the hashes into one reply (joined by
-# \x1d, empty for a missing key), so the client parses one bulk string. The 4th element says
-# whether held keys were skipped (1) or read (0).
+# KEYS[1] = pointer; ARGV[1] = prefix; ARGV[2] = the definitions hash the reader expects;
+# ARGV[3] = the version the reader holds values of ("" if none); ARGV[4] = the request's keys
+# "<family>:<key>" concatenated, ARGV[5] = their lengths in bytes, comma-separated (a fixed
+# number of arguments whatever the number of keys: one argument per key cost the client more
+# than the script). A key "?<family>:<key>" is one the reader holds: skipped (as absent) when
+# ARGV[3] is still the live version. The reply is the version, the meta fields, every value
+# concatenated, their lengths (uint32 little-endian, 0 for an absent or skipped key) and
+# whether held keys were skipped; just the version and meta when the definitions differ (a
+# state of another layout is never read).
 READ_SCRIPT = """
 local version = redis.call('GET', KEYS[1])
 if not version then return {false} end
-local same = ARGV[2] == version
 local base = ARGV[1] .. ':' .. version .. ':'
-local keys = ARGV[3]
-local hashes = {}
+local meta = redis.call('HMGET', base .. 'meta', 'defs', 'end_us')
+if meta[1] ~= ARGV[2] then return {version, meta} end
+local same = ARGV[3] == version
+local keys = ARGV[4]
+local values, lengths = {}, {}
 local at = 1
-for size in string.gmatch(ARGV[4], '%d+') do
+for size in string.gmatch(ARGV[5], '%d+') do
   local key = string.sub(keys, at, at + size - 1)
   at = at + size
   if string.byte(key, 1) == 63 then
     if same then key = nil else key = string.sub(key, 2) end
   end
-  if key then
-    hashes[#hashes + 1] = table.concat(redis.call('HGETALL', base .. key), '\\30')
+  local value = key and redis.call('GET', base .. key)
+  if value then
+    values[#values + 1] = value
+    lengths[#lengths + 1] = struct.pack('<I4', #value)
   else
-    hashes[#hashes + 1] = ''
+    lengths[#lengths + 1] = struct.pack('<I4', 0)
   end
 end
-return {version, redis.call('HMGET', base .. 'meta', 'defs', 'end_us'),
-        table.concat(hashes, '\\29'), same and 1 or 0}
+return {version, meta, table.concat(values), table.concat(lengths), same and 1 or 0}
 """
-HELD = "?"  # prefix of a key whose hash the reader holds for the version it names
-# Families whose keys many requests share (not keyed by the card): worth keeping parsed.
+HELD = "?"  # prefix of a key whose value the reader holds for the version it names
+# Families whose keys many requests share (not keyed by the card): worth keeping.
 SHARED = np.array(["card_fingerprint" not in f.keys for f in FAMILIES])
 
 
 @dataclass
 class _Request:
-    """A read as sent: its arguments, and the parsed hashes it relies on the reader holding."""
+    """A read as sent: its arguments, and the values it relies on the reader holding."""
 
     args: list[str | bytes]
-    version: str  # the version the held hashes belong to ("" when none)
-    held: dict[int, KeyData]  # plan slot -> parsed hash (for the key sent with HELD)
+    version: str  # the version the held values belong to ("" when none)
+    held_slots: list[int]  # plan slots sent with HELD
+    held_values: list[bytes]  # their values
 
 
 class _Held:
-    """Parsed hashes of shared keys of one materialized version, least recently used first."""
+    """Stored values of shared keys of one materialized version (the oldest go first)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, prefix: str, defs: str) -> None:
         self.size = size
+        self.prefix = prefix
+        self.defs = defs
         self.version = ""
-        self.hashes: OrderedDict[str, KeyData] = OrderedDict()
+        self.values: dict[str, bytes] = {}
 
-    def request(self, prefix: str, p: Plan) -> _Request:
-        keys: list[bytes] = []
-        held: dict[int, KeyData] = {}
+    def request(self, p: Plan) -> _Request:
+        values = self.values if self.version else {}
+        keys = list(p.relkeys)
+        slots: list[int] = []
+        held: list[bytes] = []
         for slot, relkey in enumerate(p.relkeys):
-            data = self.hashes.get(relkey) if self.version else None
-            if data is None:
-                keys.append(relkey.encode())
-            else:
-                self.hashes.move_to_end(relkey)
-                held[slot] = data
-                keys.append((HELD + relkey).encode())
-        lengths = ",".join([str(len(k)) for k in keys])
-        return _Request([prefix, self.version, b"".join(keys), lengths], self.version, held)
+            value = values.get(relkey)
+            if value is not None:
+                slots.append(slot)
+                held.append(value)
+                keys[slot] = HELD + relkey
+        joined = "".join(keys)
+        if joined.isascii():  # lengths in characters are lengths in bytes
+            data, lengths = joined.encode(), ",".join(map(str, map(len, keys)))
+        else:
+            encoded = [k.encode() for k in keys]
+            data, lengths = b"".join(encoded), ",".join(map(str, map(len, encoded)))
+        args: list[str | bytes] = [self.prefix, self.defs, self.version, data, lengths]
+        return _Request(args, self.version, slots, held)
 
-    def keep(self, version: str, p: Plan, read: Hashes, slots: np.ndarray) -> None:
-        """Remember the shared hashes just read (a new version replaces the old ones)."""
+    def keep(self, version: str, p: Plan, data: bytes, lengths: np.ndarray) -> None:
+        """Remember the shared values just read (a new version replaces the old ones)."""
         if not self.size:
             return
         if version != self.version:
             self.version = version
-            self.hashes.clear()
-        for i, slot in enumerate(slots.tolist()):
-            if SHARED[p.families[slot]] and p.relkeys[slot] not in self.hashes:
-                self.hashes[p.relkeys[slot]] = read.key(i)
-        while len(self.hashes) > self.size:
-            self.hashes.popitem(last=False)
+            self.values.clear()
+        ends = np.cumsum(lengths)
+        for slot in np.flatnonzero(SHARED[p.families] & (lengths > 0)).tolist():
+            relkey = p.relkeys[slot]
+            if relkey not in self.values:
+                self.values[relkey] = data[ends[slot] - lengths[slot] : ends[slot]]
+        if len(self.values) > self.size:
+            for relkey in list(self.values)[: len(self.values) - self.size]:
+                del self.values[relkey]
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,7 @@ class OnlineFeatureStore:
         self.breaker = CircuitBreaker(settings.failure_threshold, settings.cooldown_s, clock)
         self._defs = definitions_hash()
         self._pointer = f"{settings.prefix}:current"
-        self._held = _Held(settings.cache_keys)
+        self._held = _Held(settings.cache_keys, settings.prefix, self._defs)
         self._sync: redis.Redis | None = None
         self._async: redis.asyncio.Redis | None = None
 
@@ -207,7 +220,7 @@ class OnlineFeatureStore:
             return self._degraded(p, "breaker_open")
         from redis.exceptions import RedisError
 
-        request = self._held.request(self.settings.prefix, p)
+        request = self._held.request(p)
         try:
             reply = self._sync_script()(keys=[self._pointer], args=request.args)
         except (RedisError, OSError) as exc:
@@ -229,7 +242,7 @@ class OnlineFeatureStore:
             return self._degraded(p, "breaker_open")
         from redis.exceptions import RedisError
 
-        request = self._held.request(self.settings.prefix, p)
+        request = self._held.request(p)
         try:
             reply = await self._async_script()(keys=[self._pointer], args=request.args)
         except (RedisError, OSError) as exc:
@@ -293,18 +306,29 @@ class OnlineFeatureStore:
             return self._degraded(p, "definitions")
         try:
             version = reply[0].decode()
-            skipped = bool(reply[3]) and version == request.version
-            held = request.held if skipped else {}
-            slots = np.array([i for i in range(len(p.relkeys)) if i not in held], dtype=np.int64)
-            blobs = split_blobs(reply[2], len(p.relkeys))
-            read = parse_hashes(p.families[slots], [blobs[i] for i in slots.tolist()])
-            counts = counts_from_hashes(p, read, slots, held)
+            data, lengths = reply[2], np.frombuffer(reply[3], "<u4").astype(np.int64)
+            if len(lengths) != len(p.relkeys):
+                raise ValueError(f"read script returned {len(lengths)} values for a plan's keys")
+            held = request.held_slots if bool(reply[4]) and version == request.version else []
+            positions = None
+            if held:  # held values first, then those read, in plan order
+                read = np.ones(len(lengths), dtype=bool)
+                read[held] = False
+                order = np.concatenate([held, np.flatnonzero(read)])
+                positions = np.empty(len(order), dtype=np.int64)
+                positions[order] = np.arange(len(order))
+                sizes = np.fromiter(map(len, request.held_values), np.int64, len(held))
+                joined = b"".join([*request.held_values, data])
+                records = unpack(joined, np.concatenate([sizes, lengths[read]]))
+            else:
+                records = unpack(data, lengths)
+            counts = counts_from_records(p, records, positions)
             # Outcomes at or after t may be inside a state that ends after t: count it.
             early = int(np.count_nonzero(p.t_us <= int(end_us)))
         except (ValueError, KeyError, IndexError, UnicodeDecodeError, TypeError):
             return self._degraded(p, "data")
-        self._held.keep(version, p, read, slots)
-        self.stats.read(early, keys_read=len(slots), keys_held=len(held))
+        self._held.keep(version, p, data, lengths)
+        self.stats.read(early, keys_read=len(p.relkeys) - len(held), keys_held=len(held))
         return OnlineCounts(counts, degraded=False, version=version)
 
     def _failed(self, p: Plan, exc: BaseException) -> OnlineCounts:

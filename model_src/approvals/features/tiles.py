@@ -1,11 +1,14 @@
 """Key layout and tile arithmetic shared by the materializer and the online reader.
 
-Per family key, one Redis hash ``{prefix}:{version}:{family}:{key values joined by \\x1f}``
-holds the key's lifetime counters (``n``, ``a``, ...), one field ``{tile}:{tile_start}`` per
-recent tile with the family's counters comma-joined (tile start in epoch seconds), and for
-cards ``last_us``/``last_code``. For a request at t after the state's end, a window W with
-tile s is the sum of the tiles starting at or after ``floor(t/s)*s - W``: exactly what
-:func:`approvals.features.offline.query_counts` computes from the same state.
+Per family key, one Redis string ``{prefix}:{version}:{family}:{key values joined by \\x1f}``
+holds fixed-size little-endian records (:data:`RECORD`: two int64 and ``WIDTH`` float64
+counters, the family's counters first): a head record with the key's lifetime counters (and,
+for cards, the time and response code of the last attempt), then one record per recent tile,
+sorted by tile size and start, holding the sums of that tile and every later tile of its size.
+For a request at t after the state's end, a window W with tile s is the sum of the tiles
+starting at or after ``floor(t/s)*s - W``: the suffix sum stored with the first of them. That
+is exactly what :func:`approvals.features.offline.query_counts` computes from the same state,
+and a reader turns a whole request's values into arrays with one ``numpy.frombuffer``.
 """
 
 from __future__ import annotations
@@ -15,25 +18,23 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from approvals.features.definitions import COUNTERS, FAMILIES, Family
 
-LAYOUT = 1
+LAYOUT = 2
 SEP = "\x1f"  # between the values of a composite key
-FIELD_SEP = b"\x1e"  # between the fields of a hash flattened by the read script
-KEY_SEP = b"\x1d"  # between the hashes of a request in the read script's reply
 US = 1_000_000
 WIDTH = len(COUNTERS)
+RECORD = np.dtype([("a", "<i8"), ("b", "<i8"), ("v", "<f8", (WIDTH,))])
+CODE = np.dtype("S8")  # a response code in the ``b`` field of a head record
+NO_TIME = np.iinfo(np.int64).min  # ``a`` of a head record: no last attempt
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-_TILES = sorted({w.tile for f in FAMILIES for w in f.windows if not w.lifetime})
-_TILE_SIZES = np.array(_TILES, dtype=np.int64)
-_FIELDS = [{c.encode(): j for j, c in enumerate(f.counters)} for f in FAMILIES]
-_PAD = [b",0" * (WIDTH - len(f.counters)) for f in FAMILIES]
+# Tile sizes (seconds) of every finite window; a tile's group is the position of its size.
+TILES = tuple(sorted({w.tile for f in FAMILIES for w in f.windows if not w.lifetime}))
 _KEY_FIELDS = tuple(sorted({k for f in FAMILIES for k in f.keys}))
 _FAMILY_PARTS = [(f"{f.name}:", [_KEY_FIELDS.index(k) for k in f.keys]) for f in FAMILIES]
 
@@ -193,241 +194,127 @@ def default_counts(size: int) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class KeyData:
-    """One stored hash, parsed: what a request needs of one key, and what a cache keeps.
+class Records:
+    """The stored values of one read, parsed in bulk (position = order of the values read).
 
     Attributes:
-        life: lifetime counters in the family's order, padded to ``WIDTH``.
-        last_us: time of the card's last attempt (NaN when unknown or not a card key).
-        last_code: response code of the card's last attempt (None when unknown).
-        tiles: ``(tile group << 32) + tile start`` of each stored tile, sorted.
-        values: counters of each tile (rows in ``tiles`` order, padded to ``WIDTH``).
-    """
-
-    life: np.ndarray
-    last_us: float
-    last_code: str | None
-    tiles: np.ndarray
-    values: np.ndarray
-
-
-@dataclass
-class _Parsed:
-    life: np.ndarray  # key slot x counter (the family's order, padded to WIDTH)
-    tile_keys: np.ndarray  # sorted ((slot * groups + tile group) << 32) + tile start
-    tile_values: np.ndarray  # counters of each tile in tile_keys order
-    last_us: np.ndarray
-    last_code: np.ndarray
-
-    @classmethod
-    def empty(cls, size: int) -> _Parsed:
-        """``size`` keys with no counters, no tiles and no last attempt."""
-        return cls(
-            np.zeros((size, WIDTH)), np.zeros(0, np.int64), np.zeros((0, WIDTH)),
-            np.full(size, np.nan), np.full(size, None, dtype=object),
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Fields:
-    """Every field of every hash of a request, flattened: parsed in bulk, not field by field."""
-
-    slots: np.ndarray  # key slot of each field
-    names: list[bytes]
-    values: list[bytes]
-
-
-def split_blobs(reply: bytes, keys: int) -> list[bytes]:
-    """The per-key hashes of the read script's single reply (``KEY_SEP`` between keys).
-
-    Raises:
-        ValueError: the reply does not hold one hash per key.
-    """
-    blobs = reply.split(KEY_SEP) if keys else []
-    if len(blobs) != keys:
-        raise ValueError(f"read script returned {len(blobs)} hashes for {keys} keys")
-    return blobs
-
-
-def _flatten(blobs: Sequence[bytes | None]) -> _Fields:
-    flat: list[bytes] = []
-    per_slot = np.zeros(len(blobs), dtype=np.intp)
-    for slot, blob in enumerate(blobs):
-        if blob:
-            parts = blob.split(FIELD_SEP)
-            if len(parts) % 2:
-                raise ValueError(f"hash {slot}: odd number of fields and values")
-            per_slot[slot] = len(parts) // 2
-            flat.extend(parts)
-    slots = np.repeat(np.arange(len(blobs)), per_slot)
-    return _Fields(slots, flat[0::2], flat[1::2])
-
-
-def _numbers(values: list[bytes], sep: bytes, dtype: type) -> np.ndarray:
-    """The ``sep``-separated numbers of many fields, parsed in one pass."""
-    if not values:
-        return np.zeros(0, dtype=dtype)
-    parts = sep.join(values).split(sep)
-    return np.fromiter(map(dtype, parts), dtype=dtype, count=len(parts))
-
-
-def _tiles(families: np.ndarray, f: _Fields, at: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Composite keys and counter rows (padded to ``WIDTH``) of the tile fields at ``at``."""
-    pairs = _numbers([f.names[i] for i in at], b":", int)
-    if len(pairs) != 2 * len(at):
-        raise ValueError("malformed tile field name")
-    size, start = pairs.reshape(-1, 2).T
-    group = np.minimum(np.searchsorted(_TILE_SIZES, size), len(_TILES) - 1)
-    if not np.array_equal(_TILE_SIZES[group], size):
-        raise ValueError("unknown tile size in a stored field")
-    slots = f.slots[at]
-    keys = ((slots * len(_TILES) + group) << 32) + start
-    fams = families[slots]
-    values = np.zeros((len(at), WIDTH))
-    for family in np.unique(fams).tolist():
-        mine = np.flatnonzero(fams == family)
-        width = len(FAMILIES[family].counters)
-        sums = _numbers([f.values[at[i]] for i in mine.tolist()], b",", float)
-        values[mine, :width] = sums.reshape(-1, width)
-    return keys, values
-
-
-def _life(families: np.ndarray, f: _Fields, at: list[int], out: _Parsed) -> None:
-    """Lifetime counters, last time and last code of the card, from the fields at ``at``."""
-    counters: list[int] = []
-    columns: list[int] = []
-    last_us: list[int] = []
-    for i in at:
-        name = f.names[i]
-        column = _FIELDS[families[f.slots[i]]].get(name)
-        if column is not None:
-            counters.append(i)
-            columns.append(column)
-        elif name == b"last_us":
-            last_us.append(i)
-        elif name == b"last_code":
-            out.last_code[f.slots[i]] = f.values[i].decode()
-    values = _numbers([f.values[i] for i in counters], b",", float)
-    if len(values) != len(counters):
-        raise ValueError("malformed lifetime counter")
-    out.life[f.slots[counters], columns] = values
-    out.last_us[f.slots[last_us]] = [float(f.values[i]) for i in last_us]
-
-
-@dataclass(frozen=True)
-class Hashes:
-    """Hashes of one read, parsed in bulk (slot = position in the read).
-
-    Attributes:
-        life: slot x lifetime counter (the family's order, padded to ``WIDTH``).
-        last_us: time of the card's last attempt per slot (NaN when unknown).
-        last_code: response code of the card's last attempt per slot (None when unknown).
-        keys: ``((slot * groups + tile group) << 32) + tile start`` of every tile, sorted.
-        values: counters of each tile, in ``keys`` order (padded to ``WIDTH``).
+        life: position x lifetime counter (the family's order, padded to ``WIDTH``).
+        last_us: time of the card's last attempt per position (NaN when unknown).
+        last_code: response code of the card's last attempt per position (None when unknown).
+        tile_keys: ``((position * groups + tile group) << 32) + tile start``, ascending.
+        tile_sums: the stored suffix sums of each tile, in ``tile_keys`` order.
     """
 
     life: np.ndarray
     last_us: np.ndarray
     last_code: np.ndarray
-    keys: np.ndarray
-    values: np.ndarray
-
-    @cached_property
-    def _bounds(self) -> list[int]:
-        """Where each slot's tiles start in ``keys`` (one more entry: the end)."""
-        groups = len(_TILES)
-        return np.searchsorted(self.keys >> 32, np.arange(len(self.life) + 1) * groups).tolist()
-
-    def key(self, slot: int) -> KeyData:
-        """The parsed hash at ``slot`` on its own (copies: safe to keep in a cache)."""
-        groups = len(_TILES)
-        lo, hi = self._bounds[slot], self._bounds[slot + 1]
-        return KeyData(
-            self.life[slot].copy(), float(self.last_us[slot]), self.last_code[slot],
-            self.keys[lo:hi] - ((slot * groups) << 32), self.values[lo:hi].copy(),
-        )  # fmt: skip
+    tile_keys: np.ndarray
+    tile_sums: np.ndarray
 
 
-def parse_hashes(families: np.ndarray, blobs: Sequence[bytes | None]) -> Hashes:
-    """The hashes of a read, parsed in bulk.
+def pack(heads: np.ndarray, tiles: np.ndarray, owner: np.ndarray) -> list[bytes]:
+    """The stored value of each key: its head record, then its tile records.
 
     Args:
-        families: position in ``FAMILIES`` of each hash's family.
-        blobs: each hash flattened by the read script (empty or None when the key is absent).
+        heads: one :data:`RECORD` per key: ``a`` the time of the card's last attempt (epoch
+            microseconds, :data:`NO_TIME` when none), ``b`` its response code (ASCII, see
+            :func:`code_field`), ``v`` the lifetime counters.
+        tiles: one :data:`RECORD` per stored tile: ``a`` its tile group (position in the tile
+            sizes), ``b`` its start (epoch seconds), ``v`` the counters of this tile and of
+            every later tile of its group; sorted by owner, group and start.
+        owner: position in ``heads`` of the key each tile belongs to.
 
     Raises:
-        ValueError: a stored field is malformed.
+        ValueError: the tiles are not sorted by owner, group and start.
     """
-    out = _Parsed.empty(len(blobs))
-    f = _flatten(blobs)
-    tile = [b":" in name for name in f.names]
-    _life(families, f, [i for i, t in enumerate(tile) if not t], out)
-    keys, values = _tiles(families, f, [i for i, t in enumerate(tile) if t])
-    order = np.argsort(keys, kind="stable")
-    return Hashes(out.life, out.last_us, out.last_code, keys[order], values[order])
+    owner = np.asarray(owner, dtype=np.int64)
+    order = (((owner * len(TILES)) + tiles["a"]) << 32) + tiles["b"]
+    if np.any(order[1:] <= order[:-1]):
+        raise ValueError("tiles must be sorted by key, tile group and start, without repeats")
+    counts = 1 + np.bincount(owner, minlength=len(heads))
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    out = np.empty(int(ends[-1]) if len(ends) else 0, RECORD)
+    is_head = np.zeros(len(out), dtype=bool)
+    is_head[starts] = True
+    out[starts] = heads
+    out[~is_head] = tiles
+    buf, size = out.tobytes(), RECORD.itemsize
+    return [buf[s * size : e * size] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
-def _merge(
-    size: int, read: Hashes, read_slots: np.ndarray, known: Mapping[int, KeyData]
-) -> _Parsed:
-    """The arrays window sums read, for a plan of ``size`` keys.
+def code_field(codes: Sequence[str | None]) -> np.ndarray:
+    """Response codes as the ``b`` field of head records (empty for None).
 
-    Args:
-        size: number of keys of the plan.
-        read: the hashes read from Redis, at plan slots ``read_slots``.
-        known: plan slot -> hash parsed earlier (a cache), for the slots not read.
+    Raises:
+        ValueError: a code is not ASCII or longer than 8 characters.
     """
-    groups = len(_TILES)
-    out = _Parsed.empty(size)
-    out.life[read_slots] = read.life
-    out.last_us[read_slots] = read.last_us
-    out.last_code[read_slots] = read.last_code
-    head = read.keys >> 32
-    moved = (read_slots[head // groups] * groups + head % groups) << 32
-    keys = [moved + (read.keys & 0xFFFFFFFF)]
-    values = [read.values]
-    for slot, data in known.items():
-        out.life[slot] = data.life
-        out.last_us[slot] = data.last_us
-        out.last_code[slot] = data.last_code
-        keys.append(data.tiles + ((slot * groups) << 32))
-        values.append(data.values)
-    all_keys = np.concatenate(keys)
-    order = np.argsort(all_keys, kind="stable")  # keys are unique: one field per tile
-    out.tile_keys = all_keys[order]
-    out.tile_values = np.concatenate(values)[order]
-    return out
+    texts = [c or "" for c in codes]
+    if any(len(c) > CODE.itemsize or not c.isascii() for c in texts):
+        raise ValueError("response codes must be ASCII and at most 8 characters")
+    return np.array(texts, dtype=CODE).view("<i8")
 
 
-def counts_from_hashes(
-    p: Plan,
-    read: Hashes,
-    read_slots: np.ndarray | None = None,
-    known: Mapping[int, KeyData] | None = None,
+def unpack(data: bytes, lengths: np.ndarray) -> Records:
+    """The values of a read, concatenated in ``data`` (``lengths`` bytes each, 0 when absent).
+
+    Raises:
+        ValueError: the values are not whole records, or hold tiles out of order or of an
+            unknown size (not what :func:`pack` writes).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if int(lengths.sum()) != len(data) or np.any(lengths % RECORD.itemsize):
+        raise ValueError("stored values are not whole records")
+    counts = lengths // RECORD.itemsize
+    records = np.frombuffer(data, RECORD)
+    present = np.flatnonzero(counts)
+    heads_at = (np.cumsum(counts) - counts)[present]
+    heads = records[heads_at]
+    size = len(lengths)
+    life = np.zeros((size, WIDTH))
+    life[present] = heads["v"]
+    last_us = np.full(size, np.nan)
+    known = heads["a"] != NO_TIME
+    last_us[present[known]] = heads["a"][known]
+    last_code = np.full(size, None, dtype=object)
+    codes = heads["b"].view(CODE)
+    coded = codes != b""
+    last_code[present[coded]] = codes[coded].astype(str).tolist()
+    is_tile = np.ones(len(records), dtype=bool)
+    is_tile[heads_at] = False
+    tiles = records[is_tile]
+    owner = np.repeat(np.arange(size), np.maximum(counts - 1, 0))
+    group, start = tiles["a"], tiles["b"]
+    if np.any((group < 0) | (group >= len(TILES)) | (start < 0) | (start >= 1 << 32)):
+        raise ValueError("stored tile of an unknown size or start")
+    keys = (((owner * len(TILES)) + group) << 32) + start
+    if np.any(keys[1:] <= keys[:-1]):
+        raise ValueError("stored tiles out of order")
+    return Records(life, last_us, last_code, keys, tiles["v"])
+
+
+def counts_from_records(
+    p: Plan, records: Records, positions: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Window counters of every attempt of ``p``.
 
     Args:
         p: the plan of the request.
-        read: hashes read for the plan's keys at ``read_slots`` (default: all, in order).
-        read_slots: plan slot of each hash of ``read``.
-        known: plan slot -> hash parsed earlier, for every slot not in ``read_slots``.
+        records: the stored values of the plan's keys.
+        positions: position in ``records`` of each plan slot (default: slot order).
 
     Raises:
-        ValueError: the hashes do not cover the plan's keys exactly once.
+        ValueError: the records do not cover the plan's keys.
     """
-    size = len(p.relkeys)
-    slots = np.arange(size) if read_slots is None else np.asarray(read_slots, dtype=np.int64)
-    known = known or {}
-    if len(slots) != len(read.life) or len(slots) + len(known) != size:
-        raise ValueError(f"{len(slots)} read and {len(known)} known hashes for {size} keys")
-    parsed = _merge(size, read, slots, known)
-    life = parsed.life[p.index]  # family x attempt x counter
-    windowed = _window_sums(parsed, p.index, p.t_us)  # finite window x attempt x counter
-    card = p.index[_FAMILY_AT["card"]]
+    if len(records.life) != len(p.relkeys):
+        raise ValueError(f"{len(records.life)} stored values for {len(p.relkeys)} keys")
+    rows = p.index if positions is None else np.asarray(positions)[p.index]
+    life = records.life[rows]  # family x attempt x counter
+    windowed = _window_sums(records, rows, p.t_us)  # finite window x attempt x counter
+    card = rows[_FAMILY_AT["card"]]
     out: dict[str, np.ndarray] = {
-        "card_last_us": parsed.last_us[card],
-        "card_last_code": parsed.last_code[card],
+        "card_last_us": records.last_us[card],
+        "card_last_code": records.last_code[card],
     }
     for i, family in enumerate(FAMILIES):
         for window in family.windows:
@@ -437,19 +324,10 @@ def counts_from_hashes(
     return out
 
 
-def counts_from_blobs(p: Plan, blobs: Sequence[bytes | None]) -> dict[str, np.ndarray]:
-    """Window counters of every attempt from the flattened hashes (one per key of ``p``).
-
-    Raises:
-        ValueError: a stored field is malformed.
-    """
-    return counts_from_hashes(p, parse_hashes(p.families, blobs))
-
-
 _FAMILY_AT = {f.name: i for i, f in enumerate(FAMILIES)}
 # Every finite family window: its family's row, tile group, tile and length (seconds).
 _FINITE = [
-    (i, _TILES.index(w.tile), w.tile, w.seconds, f.name, w.name)
+    (i, TILES.index(w.tile), w.tile, w.seconds, f.name, w.name)
     for i, f in enumerate(FAMILIES)
     for w in f.windows
     if not w.lifetime
@@ -460,39 +338,20 @@ _F_FAMILY, _F_GROUP, _F_TILE, _F_SECONDS = (
 )
 
 
-def _run_suffix_sums(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For each tile, the sum of its counters and those after it in its (key, group) run.
+def _window_sums(records: Records, rows: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """Sums of the tiles starting at or after ``floor(t/s)*s - W``, for every finite window.
 
-    Runs are laid out as the rows of a zero-padded matrix and summed from their ends, so a
-    run's sums depend on its own tiles only (the padding adds exact zeros). One extra zero row
-    at the end stands for "no tile".
+    A window is a suffix of its key's tiles of one size, so its sum is the suffix sum stored
+    with the first tile in it (zero when there is none): an attempt's counters do not depend
+    on what else is in its batch.
     """
-    n = len(keys)
-    out = np.zeros((n + 1, WIDTH))
-    if not n:
-        return out
-    run_of = keys >> 32
-    starts = np.flatnonzero(np.r_[True, run_of[1:] != run_of[:-1]])
-    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
-    position = np.arange(n) - starts[run]
-    width = int(position.max()) + 1
-    grid = np.zeros((len(starts), width, WIDTH))
-    grid[run, position] = values
-    grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
-    out[:n] = grid[run, position]
-    return out
-
-
-def _window_sums(parsed: _Parsed, rows: np.ndarray, t_us: np.ndarray) -> np.ndarray:
-    """Sums of the tiles starting at or after ``floor(t/s)*s - W``, for every finite window."""
-    group = rows[_F_FAMILY[:, 0]] * len(_TILES) + _F_GROUP
+    run = (rows[_F_FAMILY[:, 0]] * len(TILES) + _F_GROUP).ravel()
     start = (t_us[None, :] // (_F_TILE * US)) * _F_TILE - _F_SECONDS  # epoch seconds
-    lo = np.searchsorted(parsed.tile_keys, ((group << 32) + start).ravel(), side="left")
-    hi = np.searchsorted(parsed.tile_keys, ((group + 1) << 32).ravel(), side="left")
-    # A window is always a suffix of its (key, tile group) run of tiles (``hi`` is the run's
-    # end), so sums come from suffix sums computed run by run: each run is a row of its own,
-    # and an attempt's counters do not depend on what else is in its batch.
-    suffix = _run_suffix_sums(parsed.tile_keys, parsed.tile_values)
-    sums = suffix[np.minimum(lo, len(suffix) - 1)]
-    sums[hi <= lo] = 0.0
+    keys = records.tile_keys
+    sums = np.zeros((len(run), WIDTH))
+    if len(keys):
+        wanted = (run << 32) + np.maximum(start, 0).ravel()
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        inside = (keys[at] >= wanted) & ((keys[at] >> 32) == run)
+        sums[inside] = records.tile_sums[at[inside]]
     return sums.reshape(len(_FINITE), len(t_us), WIDTH)
