@@ -113,7 +113,7 @@ def family_values(table: pd.DataFrame, family: Family, end_us: int) -> FamilyVal
     heads["v"][:, : len(counters)] = life.to_numpy(dtype=float)
     if family.name == "card":
         last = rows.sort_values("us", kind="stable").groupby("_key", sort=False).tail(1)
-        at = keys.get_indexer(last["_key"])
+        at = keys.get_indexer(pd.Index(last["_key"]))
         heads["a"][at] = last["us"].to_numpy(dtype=np.int64)
         heads["b"][at] = code_field([str(c) for c in last["last_code"]])
     parts = []
