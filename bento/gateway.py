@@ -29,10 +29,30 @@ from schemas import (
 )
 from telemetry import Metrics, log_event
 
-from approvals.serving import Engine
+from approvals.serving import AttemptTable, Engine
 
 Answer = TypeVar("Answer")
 Protocol = str  # "http" or "grpc"
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """A ScoreBatch answer, before it becomes JSON or protobuf."""
+
+    attempt_ids: list[str]
+    p_approve: list[float]
+    model_version: str
+    degraded: bool
+
+    def response(self) -> ScoreBatchResponse:
+        """The answer as the HTTP API's model."""
+        rows = [
+            AttemptScore(attempt_id=i, p_approve=p)
+            for i, p in zip(self.attempt_ids, self.p_approve, strict=True)
+        ]
+        return ScoreBatchResponse(
+            scores=rows, model_version=self.model_version, degraded=self.degraded
+        )
 
 
 class OverloadedError(Exception):
@@ -88,22 +108,23 @@ class Gateway:
         return await self._call("score", protocol, 1, run)
 
     async def score_batch(
-        self, request: ScoreBatchRequest, protocol: Protocol
-    ) -> ScoreBatchResponse:
-        """Many attempts -> probabilities in request order."""
+        self, request: ScoreBatchRequest | AttemptTable, protocol: Protocol
+    ) -> BatchScores:
+        """Many attempts (a validated request, or a table of valid attempts) -> probabilities
+        in request order."""
+        attempts = request if isinstance(request, AttemptTable) else request.attempts
 
-        async def run() -> ScoreBatchResponse:
-            scores = await self.engine.score(request.attempts)
+        async def run() -> BatchScores:
+            scores = await self.engine.score(attempts)
             self._count_degraded("score_batch", protocol, scores.degraded)
-            rows = [
-                AttemptScore(attempt_id=a.attempt_id, p_approve=p)
-                for a, p in zip(request.attempts, scores.p.tolist(), strict=True)
-            ]
-            return ScoreBatchResponse(
-                scores=rows, model_version=self.engine.model_version, degraded=scores.degraded
+            ids = (
+                attempts.attempt_ids
+                if isinstance(attempts, AttemptTable)
+                else [a.attempt_id for a in attempts]
             )
+            return BatchScores(ids, scores.p.tolist(), self.engine.model_version, scores.degraded)
 
-        return await self._call("score_batch", protocol, len(request.attempts), run)
+        return await self._call("score_batch", protocol, len(attempts), run)
 
     async def rank_routes(
         self, request: RankRoutesRequest, protocol: Protocol

@@ -32,12 +32,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import BaseModel, ValidationError
 from schemas import (
+    MAX_BATCH,
     AdviseRetryRequest,
     RankRoutesRequest,
     ScoreBatchRequest,
     ScoreRequest,
 )
 from telemetry import log_event
+
+from approvals.serving import AttemptTable, table_of
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApprovalService"].full_name
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -152,8 +155,19 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
         self, request: pb.ScoreBatchRequest, context: Any
     ) -> pb.ScoreBatchResponse:
         """See ``approval.proto``."""
-        answer = await self._call(request, context, ScoreBatchRequest, self.gateway.score_batch)
-        return pb.ScoreBatchResponse(**answer.model_dump())
+        table = attempt_table(request)
+        if table is None:  # validated attempt by attempt, naming what is wrong
+            parsed = await self._parse(request, context, ScoreBatchRequest)
+            answer = await self._answer(parsed, context, self.gateway.score_batch)
+        else:
+            answer = await self._answer(table, context, self.gateway.score_batch)
+        scores = [
+            pb.AttemptScore(attempt_id=i, p_approve=p)
+            for i, p in zip(answer.attempt_ids, answer.p_approve, strict=True)
+        ]
+        return pb.ScoreBatchResponse(
+            scores=scores, model_version=answer.model_version, degraded=answer.degraded
+        )
 
     async def RankRoutes(  # noqa: N802
         self, request: pb.RankRoutesRequest, context: Any
@@ -176,14 +190,41 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
         model: type[Req],
         handler: Callable[[Req, str], Awaitable[Any]],
     ) -> Any:
+        return await self._answer(await self._parse(request, context, model), context, handler)
+
+    async def _parse(
+        self, request: Message, context: grpc.aio.ServicerContext, model: type[Req]
+    ) -> Req:
         try:
-            parsed = model.model_validate(message_to_dict(request))
+            return model.model_validate(message_to_dict(request))
         except ValidationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, describe(exc))
+            raise  # abort raises; this line is for type checkers
+
+    async def _answer(
+        self, parsed: Any, context: grpc.aio.ServicerContext, handler: Callable[..., Awaitable[Any]]
+    ) -> Any:
         try:
             return await handler(parsed, "grpc")
         except OverloadedError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise
+
+
+def attempt_table(request: pb.ScoreBatchRequest) -> AttemptTable | None:
+    """The request's attempts as a table when they are all plainly valid (see ``table_of``);
+    None sends the request through the per-attempt validation that names what is wrong."""
+    attempts = request.attempts
+    if not 0 < len(attempts) <= MAX_BATCH:
+        return None
+    columns = zip(*map(_attempt_values, attempts), strict=True)
+    return table_of(dict(zip(_TABLE_FIELDS, columns, strict=True)))
+
+
+# Every Attempt field in one C-level call per attempt; the Timestamp as seconds and nanos.
+_ATTEMPT_FIELDS = tuple(f.name for f in pb.Attempt.DESCRIPTOR.fields if f.name != "event_time")
+_attempt_values = operator.attrgetter(*_ATTEMPT_FIELDS, "event_time.seconds", "event_time.nanos")
+_TABLE_FIELDS = (*_ATTEMPT_FIELDS, "event_seconds", "event_nanos")
 
 
 def build_server(gateway: Gateway, port: int, host: str = "[::]") -> tuple[Any, Any]:

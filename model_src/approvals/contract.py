@@ -276,7 +276,9 @@ def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Pat
 # Online requests (pydantic)
 # --------------------------------------------------------------------------------------------
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=128)]
+MAX_ID_LENGTH = 128
+MAX_ATTEMPT_NUMBER = 1000
+NonEmpty = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class Attempt(BaseModel):
@@ -301,7 +303,7 @@ class Attempt(BaseModel):
     three_ds: Literal["none", "frictionless", "challenge"]
     network_token: bool
     route_id: NonEmpty
-    attempt_number: Annotated[int, Field(ge=1, le=1000)]
+    attempt_number: Annotated[int, Field(ge=1, le=MAX_ATTEMPT_NUMBER)]
     previous_response_code: Annotated[str, Field(pattern=CODE_RE)] | None = None
     merchant_advice_code: Annotated[str, Field(pattern=r"^[0-9]{2}$")] | None = None
 

@@ -13,15 +13,16 @@ batcher while tests call a :class:`Pipeline` directly.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from approvals import features, policy
-from approvals.contract import Attempt
+from approvals.contract import COLUMNS, MAX_ATTEMPT_NUMBER, MAX_ID_LENGTH, Attempt, Column
 from approvals.costs import CostConfig
 from approvals.policy import DeclineContext, RankedRoute, RetryAdvice, RetryOption
 
@@ -67,21 +68,45 @@ class Pipeline:
     package: ModelPackage
     store: CountsSource
 
-    async def __call__(self, batch: Sequence[Sequence[Attempt]]) -> list[np.ndarray]:
+    async def __call__(self, batch: Sequence[Job]) -> list[np.ndarray]:
         """For each request, one row per attempt: (calibrated probability, degraded 0/1)."""
-        attempts = [a for request in batch for a in request]
-        if not attempts:
+        size = sum(len(job) for job in batch)
+        if not size:
             return [np.zeros((0, 2)) for _ in batch]
-        columns = attempt_columns(attempts)
+        columns = batch_columns(batch)
         online = await self.store.acounts_columns(columns)
         x = features.matrix(online.counts, columns, self.package.spec)
-        rows = np.empty((len(attempts), 2))
+        rows = np.empty((size, 2))
         rows[:, 0] = self.package.predict(x)
         rows[:, 1] = float(online.degraded)
-        return np.split(rows, np.cumsum([len(r) for r in batch])[:-1])
+        return np.split(rows, np.cumsum([len(job) for job in batch])[:-1])
 
 
-Predict = Callable[[Sequence[Attempt]], Awaitable[np.ndarray]]
+@dataclass(frozen=True)
+class AttemptTable:
+    """Valid attempts already laid out as :func:`attempt_columns` (see :func:`table_of`)."""
+
+    attempt_ids: list[str]
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.attempt_ids)
+
+
+Job = Sequence[Attempt] | AttemptTable  # one request's attempts
+
+
+def batch_columns(batch: Sequence[Job]) -> dict[str, np.ndarray]:
+    """The columns of every attempt of a batch of requests, in order."""
+    if not any(isinstance(job, AttemptTable) for job in batch):
+        return attempt_columns([a for job in batch for a in cast("Sequence[Attempt]", job)])
+    parts = [
+        job.columns if isinstance(job, AttemptTable) else attempt_columns(job) for job in batch
+    ]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+Predict = Callable[[Job], Awaitable[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,107 @@ def attempt_columns(attempts: Sequence[Attempt]) -> dict[str, np.ndarray]:
     for name, column in zip(_COLUMNS[4:], texts, strict=True):
         columns[name] = np.array(column, dtype=object)
     return columns
+
+
+def table_of(fields: Mapping[str, Sequence[Any]]) -> AttemptTable | None:
+    """Attempts given as raw columns, when the :class:`~approvals.contract.Attempt` model
+    would accept every value unchanged: then exactly the table validating them would give.
+
+    A bulk check instead of one model per attempt, for large requests (gRPC ScoreBatch). It is
+    conservative: it answers None for anything the model might reject or normalise (padding
+    whitespace, an empty optional code, a timestamp out of range), and the caller then
+    validates attempt by attempt, which names the offending field.
+
+    Args:
+        fields: every field of :class:`Attempt` except ``event_time``, plus ``event_seconds``
+            and ``event_nanos`` (a protobuf ``Timestamp``; 0 and 0 counts as unset). Optional
+            codes are "" when unset.
+    """
+    size = len(fields["attempt_id"])
+    if not size or any(len(column) != size for column in fields.values()):
+        return None
+    if not all(_exactly(kind, set(fields[name])) for name, kind in _TYPED.items()):
+        return None
+    if not _texts_unchanged(fields):
+        return None
+    codes = {name: np.array(fields[name], dtype=object) for name in NULLABLE_FIELDS}
+    has_previous_code = codes["previous_response_code"] != ""
+    for code in codes.values():
+        code[code == ""] = None
+    seconds = np.array(fields["event_seconds"], dtype=np.int64)
+    nanos = np.array(fields["event_nanos"], dtype=np.int64)
+    amount = np.array(fields["amount"], dtype=np.float64)
+    number = np.array(fields["attempt_number"], dtype=np.int64)
+    ok = (
+        (seconds >= _FIRST_SECOND) & (seconds <= _LAST_SECOND) & ((seconds != 0) | (nanos != 0))
+        & (nanos >= 0) & (nanos < 1_000_000_000)
+        & np.isfinite(amount) & (amount >= 0) & (number >= 1) & (number <= MAX_ATTEMPT_NUMBER)
+        & ((number > 1) | ~has_previous_code)
+    )  # fmt: skip
+    if not ok.all():
+        return None
+    columns: dict[str, np.ndarray] = {
+        "event_time": (seconds * 1_000_000 + nanos // 1000).astype("datetime64[us]"),
+        "amount": amount,
+        "attempt_number": number,
+        "network_token": np.array(fields["network_token"], dtype=bool),
+    }
+    for name in STRING_FIELDS:
+        columns[name] = np.array(fields[name], dtype=object)
+    columns.update(codes)
+    return AttemptTable(list(fields["attempt_id"]), columns)
+
+
+def _exactly(kind: type, values: set[Any]) -> bool:
+    return all(type(v) is kind for v in values)
+
+
+# The non-text fields and the one type each may have (no int for a float, no bool for an int).
+_TYPED = {"amount": float, "attempt_number": int, "network_token": bool,
+          "event_seconds": int, "event_nanos": int}  # fmt: skip
+
+
+def _texts_unchanged(fields: Mapping[str, Sequence[Any]]) -> bool:
+    """Every text field is one the model accepts as it is (no stripping, no "" -> None)."""
+    for name in _IDS:
+        column = fields[name]
+        if not _exactly(str, set(column)):
+            return False
+        if not 1 <= min(map(len, column)) <= max(map(len, column)) <= MAX_ID_LENGTH:
+            return False
+        if _PADDED.search("\x00".join(column)):
+            return False
+    return all(check(set(fields[name])) for name, check in _DISTINCT_CHECKS.items())
+
+
+_IDS = ("attempt_id", "payment_id", "merchant_id", "card_fingerprint", "route_id")
+_PADDED = re.compile(r"(?:^|\x00)\s|\s(?:\x00|$)")  # a value starting or ending in whitespace
+_FIRST_SECOND = -62135596800  # 0001-01-01T00:00:00Z, datetime's first second
+_LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _distinct_check(column: Column) -> Callable[[set[Any]], bool]:
+    """Whether the distinct values of ``column`` are all ones the model accepts unchanged
+    (for a nullable column: or "")."""
+    if column.choices is not None:
+        allowed = frozenset(column.choices)
+        return lambda values: values <= allowed
+    # one match over the values joined by NUL, which no pattern's characters match
+    one = f"(?:{(column.pattern or '').removeprefix('^').removesuffix('$')})"
+    many = re.compile(f"{one}(?:\x00{one})*")
+
+    def check(values: set[Any]) -> bool:
+        texts = values - {""} if column.nullable else values
+        if not texts:
+            return True
+        return _exactly(str, texts) and many.fullmatch("\x00".join(texts)) is not None
+
+    return check
+
+
+_DISTINCT_CHECKS = {
+    c.name: _distinct_check(c) for c in COLUMNS if c.need != "label" and (c.pattern or c.choices)
+}
 
 
 def route_variants(attempt: Attempt, route_ids: Sequence[str]) -> list[Attempt]:
@@ -162,11 +288,12 @@ class Engine:
     costs: CostConfig
     min_retry_probability: float = 0.0
 
-    async def score(self, attempts: Sequence[Attempt]) -> Scores:
+    async def score(self, attempts: Job) -> Scores:
         """Calibrated approval probabilities of the attempts, in order."""
-        if not attempts:
+        if not len(attempts):
             return Scores(np.array([], dtype=np.float64), degraded=False)
-        rows = np.asarray(await self.predict(list(attempts)), dtype=np.float64)
+        job = attempts if isinstance(attempts, AttemptTable) else list(attempts)
+        rows = np.asarray(await self.predict(job), dtype=np.float64)
         if rows.shape != (len(attempts), 2):
             raise ValueError(f"model returned {rows.shape} rows for {len(attempts)} attempts")
         p = np.ascontiguousarray(rows[:, 0])

@@ -68,9 +68,15 @@ def map_values(values: np.ndarray, fn: Any, dtype: Any = float) -> np.ndarray:
     distinct values, and without ``np.unique``'s fixed cost on the few rows of a request.
     """
     items = values.tolist() if isinstance(values, np.ndarray) else list(values)
-    keys = ["" if v is None else str(v) for v in items]
+    kinds = set(map(type, items))
+    if kinds <= {str}:
+        keys = items
+    elif kinds <= {str, type(None)}:
+        keys = [v or "" for v in items]
+    else:
+        keys = ["" if v is None else str(v) for v in items]
     table = {k: fn(k if k != "" else None) for k in dict.fromkeys(keys)}
-    return np.array([table[k] for k in keys], dtype=dtype)
+    return np.fromiter(map(table.__getitem__, keys), dtype=dtype, count=len(keys))
 
 
 def logit(p: np.ndarray) -> np.ndarray:

@@ -109,53 +109,48 @@ def plan(attempts: Sequence[Mapping[str, Any]], now: datetime | None) -> Plan:
     Raises:
         ValueError: naming the attempt and field that is missing or not a valid time.
     """
-    slots: dict[str, int] = {}
-    families: list[int] = []
-    index: list[int] = []
-    times: list[int] = []
-    for row, attempt in enumerate(attempts):
-        times.append(epoch_us(now if now is not None else _field(attempt, "event_time", row)))
-        texts = [key_text(_field(attempt, k, row)) for k in _KEY_FIELDS]
-        for family, (head, parts) in enumerate(_FAMILY_PARTS):
-            rel = head + SEP.join([texts[i] for i in parts])
-            slot = slots.get(rel)
-            if slot is None:
-                slot = slots[rel] = len(slots)
-                families.append(family)
-            index.append(slot)
-    by_family = np.array(index, dtype=np.int64).reshape(len(attempts), len(FAMILIES)).T
-    return Plan(np.array(times, dtype=np.int64), list(slots), np.array(families, int), by_family)
+    times = [
+        epoch_us(now if now is not None else _field(attempt, "event_time", row))
+        for row, attempt in enumerate(attempts)
+    ]
+    texts = {
+        k: [key_text(_field(attempt, k, row)) for row, attempt in enumerate(attempts)]
+        for k in _KEY_FIELDS
+    }
+    return _plan_keys(texts, np.array(times, dtype=np.int64))
 
 
 def plan_columns(columns: Mapping[str, Any], t_us: np.ndarray) -> Plan:
     """The keys to read for attempts given as columns (e.g. a validated API request).
 
-    Gives the same plan as :func:`plan` of the same attempts as records, key for key and in
-    the same order, with the per-value work done once per column instead of per family.
+    Gives the same plan as :func:`plan` of the same attempts as records, with the per-value
+    work done once per column.
 
     Raises:
         ValueError: naming the attempt and key field that is missing.
     """
     texts = {k: _key_texts(columns[k], k) for k in _KEY_FIELDS}
-    rels = []
-    for head, parts in _FAMILY_PARTS:
+    return _plan_keys(texts, np.asarray(t_us, dtype=np.int64))
+
+
+def _plan_keys(texts: Mapping[str, list[str]], t_us: np.ndarray) -> Plan:
+    """The plan of attempts given as key texts per key field: keys family by family, each
+    family's distinct keys in order of first appearance."""
+    relkeys: list[str] = []
+    families: list[int] = []
+    index = np.empty((len(FAMILIES), len(t_us)), dtype=np.int64)
+    for family, (head, parts) in enumerate(_FAMILY_PARTS):
         names = [_KEY_FIELDS[i] for i in parts]
         if len(names) == 1:
-            rels.append([head + v for v in texts[names[0]]])
+            rels = [head + v for v in texts[names[0]]]
         else:
-            rels.append([head + SEP.join(v) for v in zip(*(texts[n] for n in names), strict=True)])
-    slots: dict[str, int] = {}
-    families: list[int] = []
-    index: list[int] = []
-    for row_keys in zip(*rels, strict=True):
-        for family, rel in enumerate(row_keys):
-            slot = slots.get(rel)
-            if slot is None:
-                slot = slots[rel] = len(slots)
-                families.append(family)
-            index.append(slot)
-    by_family = np.array(index, dtype=np.int64).reshape(len(t_us), len(FAMILIES)).T
-    return Plan(np.asarray(t_us, dtype=np.int64), list(slots), np.array(families, int), by_family)
+            rels = [head + SEP.join(v) for v in zip(*(texts[n] for n in names), strict=True)]
+        distinct = dict.fromkeys(rels)
+        slot = {rel: at for at, rel in enumerate(distinct, start=len(relkeys))}
+        index[family] = np.fromiter(map(slot.__getitem__, rels), np.int64, len(rels))
+        relkeys.extend(distinct)
+        families.extend([family] * len(distinct))
+    return Plan(t_us, relkeys, np.array(families, dtype=int), index)
 
 
 def _key_texts(values: Sequence[Any], name: str) -> list[str]:
