@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -240,10 +241,15 @@ def encode(
     values: Mapping[str, np.ndarray], index: Mapping[str, Mapping[str, float]]
 ) -> dict[str, np.ndarray]:
     """Category codes as floats; unknown or missing values become NaN (LightGBM: missing)."""
-    return {
-        name: map_values(values[name], lambda v, ix=index[name]: ix.get(v, np.nan))
-        for name in CATEGORICALS
-    }
+    return {name: _codes(values[name], index[name]) for name in CATEGORICALS}
+
+
+def _codes(values: np.ndarray, index: Mapping[str, float]) -> np.ndarray:
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if set(map(type, items)) <= {str, type(None)}:
+        # the usual case, looked up in C: "" and None are never categories (see fit_vocab)
+        return np.fromiter(map(index.get, items, repeat(np.nan)), dtype=float, count=len(items))
+    return map_values(values, lambda v: index.get(v, np.nan))
 
 
 def feature_columns(counts: Columns, attempts: Columns, spec: FeatureSpec) -> dict[str, np.ndarray]:

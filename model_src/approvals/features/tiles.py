@@ -140,11 +140,9 @@ def _plan_keys(texts: Mapping[str, list[str]], t_us: np.ndarray) -> Plan:
     families: list[int] = []
     index = np.empty((len(FAMILIES), len(t_us)), dtype=np.int64)
     for family, (head, parts) in enumerate(_FAMILY_PARTS):
-        names = [_KEY_FIELDS[i] for i in parts]
-        if len(names) == 1:
-            rels = [head + v for v in texts[names[0]]]
-        else:
-            rels = [head + SEP.join(v) for v in zip(*(texts[n] for n in names), strict=True)]
+        values = [texts[_KEY_FIELDS[i]] for i in parts]
+        joined = values[0] if len(values) == 1 else map(SEP.join, zip(*values, strict=True))
+        rels = list(map(head.__add__, joined))
         distinct = dict.fromkeys(rels)
         slot = {rel: at for at, rel in enumerate(distinct, start=len(relkeys))}
         index[family] = np.fromiter(map(slot.__getitem__, rels), np.int64, len(rels))
