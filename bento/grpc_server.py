@@ -161,13 +161,13 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
             answer = await self._answer(parsed, context, self.gateway.score_batch)
         else:
             answer = await self._answer(table, context, self.gateway.score_batch)
-        scores = [
-            pb.AttemptScore(attempt_id=i, p_approve=p)
-            for i, p in zip(answer.attempt_ids, answer.p_approve, strict=True)
-        ]
-        return pb.ScoreBatchResponse(
-            scores=scores, model_version=answer.model_version, degraded=answer.degraded
+        response = pb.ScoreBatchResponse(
+            model_version=answer.model_version, degraded=answer.degraded
         )
+        add = response.scores.add  # in place: no message built and then copied per attempt
+        for attempt_id, p in zip(answer.attempt_ids, answer.p_approve, strict=True):
+            add(attempt_id=attempt_id, p_approve=p)
+        return response
 
     async def RankRoutes(  # noqa: N802
         self, request: pb.RankRoutesRequest, context: Any

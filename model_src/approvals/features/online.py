@@ -20,9 +20,11 @@ itself once a probe succeeds.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,13 +53,13 @@ log = logging.getLogger("approvals.online")
 
 # KEYS[1] = pointer; ARGV[1] = prefix; ARGV[2] = the definitions hash the reader expects;
 # ARGV[3] = the version the reader holds values of ("" if none); ARGV[4] = the request's keys
-# "<family>:<key>" concatenated, ARGV[5] = their lengths in bytes, comma-separated (a fixed
-# number of arguments whatever the number of keys: one argument per key cost the client more
-# than the script). A key "?<family>:<key>" is one the reader holds: skipped (as absent) when
-# ARGV[3] is still the live version. The reply is the version, the meta fields, every value
-# concatenated, their lengths (uint32 little-endian, 0 for an absent or skipped key) and
-# whether held keys were skipped; just the version and meta when the definitions differ (a
-# state of another layout is never read).
+# "<family>:<key>" concatenated, ARGV[5] = their lengths in bytes, comma-separated, ARGV[6] =
+# one byte per key, 1 for a key whose value the reader holds (a fixed number of arguments
+# whatever the number of keys: one argument per key cost the client more than the script).
+# Held keys are skipped (as absent) while ARGV[3] is still the live version. The reply is the
+# version, the meta fields, every value concatenated, their lengths (uint32 little-endian, 0
+# for an absent or skipped key) and whether held keys were skipped; just the version and meta
+# when the definitions differ (a state of another layout is never read).
 READ_SCRIPT = """
 local version = redis.call('GET', KEYS[1])
 if not version then return {false} end
@@ -65,26 +67,25 @@ local base = ARGV[1] .. ':' .. version .. ':'
 local meta = redis.call('HMGET', base .. 'meta', 'defs', 'end_us')
 if meta[1] ~= ARGV[2] then return {version, meta} end
 local same = ARGV[3] == version
-local keys = ARGV[4]
+local keys, held = ARGV[4], ARGV[6]
 local values, lengths = {}, {}
-local at = 1
+local at, i = 1, 0
 for size in string.gmatch(ARGV[5], '%d+') do
-  local key = string.sub(keys, at, at + size - 1)
-  at = at + size
-  if string.byte(key, 1) == 63 then
-    if same then key = nil else key = string.sub(key, 2) end
+  i = i + 1
+  local value = false
+  if not (same and string.byte(held, i) == 1) then
+    value = redis.call('GET', base .. string.sub(keys, at, at + size - 1))
   end
-  local value = key and redis.call('GET', base .. key)
+  at = at + size
   if value then
     values[#values + 1] = value
-    lengths[#lengths + 1] = struct.pack('<I4', #value)
+    lengths[i] = struct.pack('<I4', #value)
   else
-    lengths[#lengths + 1] = struct.pack('<I4', 0)
+    lengths[i] = struct.pack('<I4', 0)
   end
 end
 return {version, meta, table.concat(values), table.concat(lengths), same and 1 or 0}
 """
-HELD = "?"  # prefix of a key whose value the reader holds for the version it names
 # Families whose keys many requests share (not keyed by the card): worth keeping.
 SHARED = np.array(["card_fingerprint" not in f.keys for f in FAMILIES])
 
@@ -95,7 +96,7 @@ class _Request:
 
     args: list[str | bytes]
     version: str  # the version the held values belong to ("" when none)
-    held_slots: list[int]  # plan slots sent with HELD
+    held_slots: list[int]  # plan slots of the keys sent as held
     held_values: list[bytes]  # their values
 
 
@@ -110,24 +111,18 @@ class _Held:
         self.values: dict[str, bytes] = {}
 
     def request(self, p: Plan) -> _Request:
-        values = self.values if self.version else {}
-        keys = list(p.relkeys)
-        slots: list[int] = []
-        held: list[bytes] = []
-        for slot, relkey in enumerate(p.relkeys):
-            value = values.get(relkey)
-            if value is not None:
-                slots.append(slot)
-                held.append(value)
-                keys[slot] = HELD + relkey
+        keys = p.relkeys
+        found = list(map(self.values.get, keys)) if self.version else [None] * len(keys)
+        held = list(map(operator.is_not, found, repeat(None)))
         joined = "".join(keys)
         if joined.isascii():  # lengths in characters are lengths in bytes
             data, lengths = joined.encode(), ",".join(map(str, map(len, keys)))
         else:
             encoded = [k.encode() for k in keys]
             data, lengths = b"".join(encoded), ",".join(map(str, map(len, encoded)))
-        args: list[str | bytes] = [self.prefix, self.defs, self.version, data, lengths]
-        return _Request(args, self.version, slots, held)
+        args: list[str | bytes] = [self.prefix, self.defs, self.version, data, lengths, bytes(held)]
+        slots = list(compress(range(len(keys)), held))
+        return _Request(args, self.version, slots, list(compress(found, held)))  # type: ignore[arg-type]
 
     def keep(self, version: str, p: Plan, data: bytes, lengths: np.ndarray) -> None:
         """Remember the shared values just read (a new version replaces the old ones)."""
