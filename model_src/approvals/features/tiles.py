@@ -144,7 +144,7 @@ def _plan_keys(texts: Mapping[str, list[str]], t_us: np.ndarray) -> Plan:
         joined = values[0] if len(values) == 1 else map(SEP.join, zip(*values, strict=True))
         rels = list(map(head.__add__, joined))
         distinct = dict.fromkeys(rels)
-        slot = {rel: at for at, rel in enumerate(distinct, start=len(relkeys))}
+        slot = dict(zip(distinct, range(len(relkeys), len(relkeys) + len(distinct)), strict=True))
         index[family] = np.fromiter(map(slot.__getitem__, rels), np.int64, len(rels))
         relkeys.extend(distinct)
         families.extend([family] * len(distinct))
