@@ -187,7 +187,7 @@ def table_of(fields: Mapping[str, Sequence[Any]]) -> AttemptTable | None:
 
 
 def _exactly(kind: type, values: set[Any]) -> bool:
-    return all(type(v) is kind for v in values)
+    return set(map(type, values)) <= {kind}
 
 
 # The non-text fields and the one type each may have (no int for a float, no bool for an int).
@@ -198,12 +198,16 @@ _TYPED = {"amount": float, "attempt_number": int, "network_token": bool,
 def _texts_unchanged(fields: Mapping[str, Sequence[Any]]) -> bool:
     """Every text field is one the model accepts as it is (no stripping, no "" -> None)."""
     for name in _IDS:
-        column = fields[name]
-        if not _exactly(str, set(column)):
+        column = list(fields[name])
+        try:
+            # str.strip removes at least what pydantic strips (and returns the same object
+            # when there is nothing to remove: the comparison is mostly identity checks)
+            if list(map(str.strip, column)) != column:
+                return False
+        except TypeError:  # not a str
             return False
-        if not 1 <= min(map(len, column)) <= max(map(len, column)) <= MAX_ID_LENGTH:
-            return False
-        if any(v != v.strip() for v in column):  # str.strip: at least what pydantic strips
+        sizes = list(map(len, column))
+        if not 1 <= min(sizes) <= max(sizes) <= MAX_ID_LENGTH:
             return False
     return all(check(set(fields[name])) for name, check in _DISTINCT_CHECKS.items())
 

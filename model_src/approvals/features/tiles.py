@@ -194,8 +194,9 @@ class Records:
         life: position x lifetime counter (the family's order, padded to ``WIDTH``).
         last_us: time of the card's last attempt per position (NaN when unknown).
         last_code: response code of the card's last attempt per position (None when unknown).
-        tile_keys: ``((position * groups + tile group) << 32) + tile start``, ascending.
-        tile_sums: the stored suffix sums of each tile, in ``tile_keys`` order.
+        tile_keys: ``((position * runs + run) << 32) + tile start`` of every record, ascending;
+            run 0 is a key's head record (start 0), run g + 1 its tiles of tile group g.
+        tile_sums: the counters of each record (a tile's suffix sums), in ``tile_keys`` order.
     """
 
     life: np.ndarray
@@ -251,6 +252,8 @@ def code_field(codes: Sequence[str | None]) -> np.ndarray:
 def unpack(data: bytes, lengths: np.ndarray) -> Records:
     """The values of a read, concatenated in ``data`` (``lengths`` bytes each, 0 when absent).
 
+    The records are not copied: counters are read where they lie in ``data``.
+
     Raises:
         ValueError: the values are not whole records, or hold tiles out of order or of an
             unknown size (not what :func:`pack` writes).
@@ -259,31 +262,37 @@ def unpack(data: bytes, lengths: np.ndarray) -> Records:
     if int(lengths.sum()) != len(data) or np.any(lengths % RECORD.itemsize):
         raise ValueError("stored values are not whole records")
     counts = lengths // RECORD.itemsize
-    records = np.frombuffer(data, RECORD)
+    # plain 2-D views (the structured dtype's strided fields are several times slower)
+    numbers = np.frombuffer(data, "<i8").reshape(-1, 2 + WIDTH)
+    counters = np.frombuffer(data, "<f8").reshape(-1, 2 + WIDTH)[:, 2:]
     present = np.flatnonzero(counts)
     heads_at = (np.cumsum(counts) - counts)[present]
-    heads = records[heads_at]
     size = len(lengths)
     life = np.zeros((size, WIDTH))
-    life[present] = heads["v"]
+    life[present] = counters[heads_at]
     last_us = np.full(size, np.nan)
-    known = heads["a"] != NO_TIME
-    last_us[present[known]] = heads["a"][known]
+    times = numbers[heads_at, 0]
+    known = times != NO_TIME
+    last_us[present[known]] = times[known]
     last_code = np.full(size, None, dtype=object)
-    codes = heads["b"].view(CODE)
+    codes = numbers[heads_at, 1].view(CODE)
     coded = codes != b""
     last_code[present[coded]] = codes[coded].astype(str).tolist()
-    is_tile = np.ones(len(records), dtype=bool)
-    is_tile[heads_at] = False
-    tiles = records[is_tile]
-    owner = np.repeat(np.arange(size), np.maximum(counts - 1, 0))
-    group, start = tiles["a"], tiles["b"]
-    if np.any((group < 0) | (group >= len(TILES)) | (start < 0) | (start >= 1 << 32)):
+    group, start = numbers[:, 0].copy(), numbers[:, 1].copy()
+    bad = (group < 0) | (group >= len(TILES)) | (start < 0) | (start >= 1 << 32)
+    bad[heads_at] = False
+    if np.any(bad):
         raise ValueError("stored tile of an unknown size or start")
-    keys = (((owner * len(TILES)) + group) << 32) + start
+    run = group + 1
+    run[heads_at], start[heads_at] = 0, 0
+    owner = np.repeat(np.arange(size), counts)
+    keys = ((owner * _RUNS + run) << 32) + start
     if np.any(keys[1:] <= keys[:-1]):
         raise ValueError("stored tiles out of order")
-    return Records(life, last_us, last_code, keys, tiles["v"])
+    return Records(life, last_us, last_code, keys, counters)
+
+
+_RUNS = len(TILES) + 1  # runs of records per key: its head (run 0), then one per tile size
 
 
 def counts_from_records(
@@ -338,7 +347,7 @@ def _window_sums(records: Records, rows: np.ndarray, t_us: np.ndarray) -> np.nda
     with the first tile in it (zero when there is none): an attempt's counters do not depend
     on what else is in its batch.
     """
-    run = (rows[_F_FAMILY[:, 0]] * len(TILES) + _F_GROUP).ravel()
+    run = (rows[_F_FAMILY[:, 0]] * _RUNS + _F_GROUP + 1).ravel()
     start = (t_us[None, :] // (_F_TILE * US)) * _F_TILE - _F_SECONDS  # epoch seconds
     keys = records.tile_keys
     sums = np.zeros((len(run), WIDTH))
