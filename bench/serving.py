@@ -65,8 +65,11 @@ def per_row_us(fn: Callable[[np.ndarray], object], x: np.ndarray, repeat: int) -
     return float(np.median(times)) / len(x) * 1e6
 
 
-def model_floor(package: ModelPackage, x: np.ndarray) -> None:
-    """Raw ``Booster.predict`` per row against the service's model call (linear + trees + calibrator)."""
+def model_floor(package: ModelPackage, x: np.ndarray) -> float:
+    """Raw ``Booster.predict`` per row against the service's model call (linear + trees + calibrator).
+
+    Returns raw ``Booster.predict``'s microseconds per row in batches (the throughput floor).
+    """
     x = np.ascontiguousarray(x, dtype=np.float64)
     one = x[:1].copy()
 
@@ -89,6 +92,7 @@ def model_floor(package: ModelPackage, x: np.ndarray) -> None:
     print(
         f"model cost ratio      single {pkg_1 / raw_1:8.2f} x        batch       {pkg_b / raw_b:6.2f} x"
     )
+    return raw_b
 
 
 @dataclass
@@ -226,7 +230,7 @@ async def latency_table(
 
 
 async def batch_throughput(
-    target: str, rows: list, seconds: float, pid: int, clients: int = 4
+    target: str, rows: list, seconds: float, pid: int, floor_us: float, clients: int = 4
 ) -> None:
     request = pb.ScoreBatchRequest(attempts=[attempt_message(r) for r in rows[:1000]])
     outcome = Outcome()
@@ -254,6 +258,10 @@ async def batch_throughput(
     print(f"ScoreBatch server CPU {cpu / max(answered, 1) * 1e6:.1f} us/attempt")
     print(
         f"ScoreBatch gRPC ({len(request.attempts)} per call, {clients} clients): {rate:,.0f} attempts/s   {outcome.line()}"
+    )
+    # end to end (gRPC, validation, Redis features, model) against the bare model on one core
+    print(
+        f"ScoreBatch vs raw Booster.predict in batches ({1e6 / floor_us:,.0f} rows/s in this run): {rate * floor_us / 1e6:.2f} x"
     )
 
 
@@ -329,7 +337,7 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
     state = build_state(data.iloc[: len(data) - 2000])
     counts = features.counts_for(requests, None, state)
     x = features.matrix(counts, features.attempt_columns(requests), package.spec)
-    model_floor(package, x[:1000])
+    floor_us = model_floor(package, x[:1000])
 
     with (
         tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,
@@ -385,7 +393,7 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
         target = f"127.0.0.1:{grpc_port}"
         # the overload rate last: it leaves the batcher's latency model inflated for a while
         asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[:-1]))
-        asyncio.run(batch_throughput(target, rows, args.seconds, proc.pid))
+        asyncio.run(batch_throughput(target, rows, args.seconds, proc.pid, floor_us))
         asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[-1:]))
 
 
