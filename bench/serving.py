@@ -230,16 +230,32 @@ async def latency_table(
 
 
 async def batch_throughput(
-    target: str, rows: list, seconds: float, pid: int, floor_us: float, clients: int = 4
+    target: str,
+    rows: list,
+    seconds: float,
+    pid: int,
+    floor_us: float,
+    *,
+    clients: int = 4,
+    connections: int = 4,
 ) -> None:
+    """ScoreBatch calls of 1000 attempts, back to back from ``clients`` clients.
+
+    Clients are spread over ``connections`` gRPC connections (their own subchannel pools, so
+    channels do not share one): like separate backend instances, each with its connection
+    to the service, which the kernel spreads over the worker processes.
+    """
     request = pb.ScoreBatchRequest(attempts=[attempt_message(r) for r in rows[:1000]])
     outcome = Outcome()
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.ApprovalServiceStub(channel)
-        await stub.ScoreBatch(request, timeout=30)  # warm-up
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(connections)]
+    try:
+        stubs = [pb_grpc.ApprovalServiceStub(channel) for channel in channels]
+        for stub in stubs:
+            await stub.ScoreBatch(request, timeout=30)  # connected and warm
         deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def client(stub: pb_grpc.ApprovalServiceStub) -> None:
             while time.perf_counter() < deadline:
                 start = time.perf_counter()
                 try:
@@ -251,17 +267,20 @@ async def batch_throughput(
                 outcome.degraded += int(answer.degraded)
 
         start, cpu = time.perf_counter(), server_cpu_s(pid)
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.gather(*(client(stubs[i % connections]) for i in range(clients)))
         elapsed, cpu = time.perf_counter() - start, server_cpu_s(pid) - cpu
+    finally:
+        for channel in channels:
+            await channel.close()
     answered = len(outcome.latencies) * len(request.attempts)
     rate = answered / elapsed
-    print(f"ScoreBatch server CPU {cpu / max(answered, 1) * 1e6:.1f} us/attempt")
     print(
-        f"ScoreBatch gRPC ({len(request.attempts)} per call, {clients} clients): {rate:,.0f} attempts/s   {outcome.line()}"
+        f"ScoreBatch gRPC ({len(request.attempts)} per call, {clients} clients, {connections} connection(s)): "
+        f"{rate:,.0f} attempts/s   {outcome.line()}   server CPU {cpu / max(answered, 1) * 1e6:.1f} us/attempt"
     )
     # end to end (gRPC, validation, Redis features, model) against the bare model on one core
     print(
-        f"ScoreBatch vs raw Booster.predict in batches ({1e6 / floor_us:,.0f} rows/s in this run): {rate * floor_us / 1e6:.2f} x"
+        f"  vs raw Booster.predict in batches on one core ({1e6 / floor_us:,.0f} rows/s in this run): {rate * floor_us / 1e6:.2f} x"
     )
 
 
@@ -312,6 +331,9 @@ def main() -> None:
     parser.add_argument("--redis-url")
     parser.add_argument("--seconds", type=float, default=10, help="per rate and protocol")
     parser.add_argument("--deadline", type=float, default=900, help="whole run, seconds")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="serving processes (one per core)"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench deadline")))
     signal.alarm(int(args.deadline))
@@ -369,6 +391,7 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
             "APPROVALS_REDIS_URL": url,
             "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
             "GRPC_PORT": str(grpc_port),
+            "APPROVALS_WORKERS": str(args.workers),
             "BENTOML_HOME": str(Path(tmp) / "bentoml"),
             "BENTOML_DO_NOT_TRACK": "true",
         }
@@ -394,6 +417,10 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
         # the overload rate last: it leaves the batcher's latency model inflated for a while
         asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[:-1]))
         asyncio.run(batch_throughput(target, rows, args.seconds, proc.pid, floor_us))
+        if args.workers > 1:  # one connection is served by one worker process
+            asyncio.run(
+                batch_throughput(target, rows, args.seconds, proc.pid, floor_us, connections=1)
+            )
         asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[-1:]))
 
 

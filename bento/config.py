@@ -30,6 +30,10 @@ class ServingSettings(BaseSettings):
         shutdown_grace_s: time in-flight gRPC calls get to finish on shutdown.
         require_redis: if true, ``/readyz`` fails while the online store is unreachable;
             by default degraded answers are accepted and the pod stays ready.
+        workers: serving processes (``APPROVALS_WORKERS``, default 1; one per core the
+            service may use). HTTP connections are spread over them by BentoML's shared
+            socket, gRPC connections by the kernel (``SO_REUSEPORT`` on the gRPC port, set
+            only when there is more than one worker): a connection stays with one process.
     """
 
     model_config = SettingsConfigDict(env_prefix="APPROVALS_", frozen=True, extra="ignore")
@@ -49,3 +53,4 @@ class ServingSettings(BaseSettings):
     costs: Path | None = None
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
     require_redis: bool = False
+    workers: int = Field(default=1, ge=1, le=64)

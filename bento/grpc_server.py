@@ -227,8 +227,18 @@ _attempt_values = operator.attrgetter(*_ATTEMPT_FIELDS, "event_time.seconds", "e
 _TABLE_FIELDS = (*_ATTEMPT_FIELDS, "event_seconds", "event_nanos")
 
 
-def build_server(gateway: Gateway, port: int, host: str = "[::]") -> tuple[Any, Any]:
+def build_server(
+    gateway: Gateway, port: int, host: str = "[::]", *, shared: bool = False
+) -> tuple[Any, Any]:
     """A gRPC server with the approval service, health checking and reflection.
+
+    Args:
+        gateway: what the calls go to.
+        port: the gRPC port.
+        host: the bind address.
+        shared: the port is shared with this service's other worker processes
+            (``SO_REUSEPORT``: the kernel spreads connections over them). Otherwise a second
+            server on the same port fails to start, loudly.
 
     Returns:
         ``(server, health_servicer)``; call ``await server.start()`` on the running loop.
@@ -238,7 +248,7 @@ def build_server(gateway: Gateway, port: int, host: str = "[::]") -> tuple[Any, 
     """
     server = grpc.aio.server(
         options=[
-            ("grpc.so_reuseport", 0),  # a second server on the same port must fail loudly
+            ("grpc.so_reuseport", int(shared)),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ]
     )

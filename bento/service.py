@@ -1,10 +1,11 @@
 """The approvals BentoML service: validation and wiring only.
 
-One service, one worker process: the HTTP API, and a gRPC server started from its startup
-hook on the same event loop. Both protocols go through one :class:`~gateway.Gateway` into one
-adaptive batcher (:mod:`batching`) whose every batch is one Redis read, one feature build and
-one model call. See
-``docs/serving.md`` for the design and the measurements behind the batching parameters.
+One service, ``APPROVALS_WORKERS`` worker processes (default 1; one per core): each runs the
+HTTP API and a gRPC server started from its startup hook on the same event loop (the workers
+share the gRPC port). In a worker, both protocols go through one :class:`~gateway.Gateway`
+into one adaptive batcher (:mod:`batching`) whose every batch is one Redis read, one feature
+build and one model call. See ``docs/serving.md`` for the design and the measurements behind
+the batching parameters and the worker count.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from approvals.settings import RedisSettings
 from approvals.trees import CompiledTrees
 
 traffic.install()  # BentoML's HTTP timeout without its 10 s retention of every request
+WORKERS = ServingSettings().workers  # read where BentoML reads the service's configuration
 
 
 class TooManyRequests(BentoMLException):
@@ -50,7 +52,7 @@ class TooManyRequests(BentoMLException):
 
 @bentoml.service(
     name="approvals",
-    workers=1,
+    workers=WORKERS,
     traffic={"timeout": 10},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     # A log line per call costs more CPU than scoring it; /metrics counts every call and
@@ -88,7 +90,9 @@ class Approvals:
     async def start_grpc(self) -> None:
         """Serve gRPC on this worker's event loop, next to the HTTP API."""
         port = self.settings.grpc_port
-        self.grpc = grpc_server.build_server(self.gateway, port, self.settings.grpc_host)
+        self.grpc = grpc_server.build_server(
+            self.gateway, port, self.settings.grpc_host, shared=self.settings.workers > 1
+        )
         await grpc_server.start(*self.grpc, port)
         # Everything loaded so far (framework, model, schemas) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise pause every call.

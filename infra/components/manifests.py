@@ -52,9 +52,25 @@ class ServiceSpec:
         return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "inference"}
 
     @property
+    def workers(self) -> int:
+        """Serving processes per pod: one per whole core of the CPU limit (at least one)."""
+        return max(1, int(cpu_cores(self.cpu_limit)))
+
+    @property
     def secret_name(self) -> str:
         """Name of the Kubernetes Secret holding the Redis URL and token."""
         return f"{self.name}-redis"
+
+
+def cpu_cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("2", "1.5", "500m") in cores.
+
+    Raises:
+        ValueError: not a CPU quantity.
+    """
+    if quantity.endswith("m"):
+        return float(quantity[:-1]) / 1000
+    return float(quantity)
 
 
 def _meta(spec: ServiceSpec, name: str, **extra: Any) -> Object:
@@ -105,6 +121,7 @@ def _env(spec: ServiceSpec) -> list[Object]:
         "APPROVALS_MODEL_VERSION": spec.model_version,
         "APPROVALS_ENVIRONMENT": spec.environment,
         "APPROVALS_LOG_LEVEL": spec.log_level,
+        "APPROVALS_WORKERS": str(spec.workers),
         "AWS_REGION": spec.region,
     }
     return [

@@ -366,3 +366,43 @@ def test_sigterm_drains_in_flight_requests(
             blocker.join()
     assert slept == [b"OK"], "Redis really held the requests in flight"
     assert code == 0, f"clean exit, got {code}"
+
+
+def test_two_workers_share_the_grpc_port_and_one_metrics_view(
+    serving_model: tuple[object, Path], features_redis: RedisServer, test_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    import psutil
+
+    served = serve(serving_model[1], features_redis.url, tmp_path, APPROVALS_WORKERS="2")
+    message = pb.ScoreRequest(attempt=attempt_message(test_rows.iloc[0]))
+    # separate subchannel pools: otherwise channels to one target share one connection
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(served.grpc, options=options) for _ in range(16)]
+    try:
+        # given 16 clients, each on its own gRPC connection, and 8 HTTP calls
+        answers = [pb_grpc.ApprovalServiceStub(c).Score(message, timeout=30) for c in channels]
+        for _ in range(8):
+            assert post(served, "/score", {"attempt": attempt_json(test_rows.iloc[0])}).is_success
+        # then both worker processes serve some of the gRPC connections
+        port = int(served.grpc.rsplit(":", 1)[1])
+        workers = [
+            p for p in psutil.Process(served.proc.pid).children(recursive=True)
+            if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        serving = [
+            w for w in workers
+            if any(c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                   for c in w.net_connections("tcp"))
+        ]  # fmt: skip
+        assert len(workers) == 2 and len(serving) == 2, "the kernel spreads connections"
+        assert len({a.p_approve for a in answers}) == 1, "every worker gives the same answer"
+        # and /metrics counts the calls of both workers
+        text = httpx.get(f"{served.http}/metrics", timeout=10).text
+        for protocol, calls in (("grpc", 16), ("http", 8)):
+            got = metric(text, "approvals_requests_total", endpoint="score", protocol=protocol)
+            assert got == calls, f"{protocol}: {got} calls counted, {calls} made"
+    finally:
+        for channel in channels:
+            channel.close()
+        served.stop()

@@ -10,6 +10,8 @@ import pytest
 import yaml
 from infra_testkit import EXISTING_PROVIDER, GITHUB_REPO, StackRun
 
+from infra.components.manifests import cpu_cores
+
 COMPONENTS = {
     "Network",
     "Cluster",
@@ -193,6 +195,8 @@ def test_deployment_runs_the_bento_with_its_contract(run: StackRun) -> None:
     assert env["APPROVALS_ENVIRONMENT"]["value"] == run.name, "environment name"
     assert env["APPROVALS_MODEL_VERSION"]["value"] == "v1", "model version from config"
     assert env["APPROVALS_LOG_LEVEL"]["value"] in {"DEBUG", "INFO"}, "log level from config"
+    cores = cpu_cores(container["resources"]["limits"]["cpu"])
+    assert env["APPROVALS_WORKERS"]["value"] == str(max(1, int(cores))), "a worker per core"
     context = container["securityContext"]
     assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"], "non-root, read-only"
     assert context["allowPrivilegeEscalation"] is False, "no privilege escalation"
