@@ -402,6 +402,8 @@ def test_two_workers_share_the_grpc_port_and_one_metrics_view(
         for protocol, calls in (("grpc", 16), ("http", 8)):
             got = metric(text, "approvals_requests_total", endpoint="score", protocol=protocol)
             assert got == calls, f"{protocol}: {got} calls counted, {calls} made"
+        # and both shut down cleanly on SIGTERM
+        assert served.stop() == 0
     finally:
         for channel in channels:
             channel.close()
