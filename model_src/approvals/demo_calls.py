@@ -61,6 +61,7 @@ def grpc_calls(service: Service, attempts: list[dict[str, Any]], routes: list[st
         messages = [_message(pb, a) for a in attempts]
         answers = [
             ("Score", stub.Score(pb.ScoreRequest(attempt=messages[0]), timeout=10)),
+            ("ScoreBatch", stub.ScoreBatch(pb.ScoreBatchRequest(attempts=messages), timeout=10)),
             ("RankRoutes", stub.RankRoutes(
                 pb.RankRoutesRequest(attempt=messages[1], route_ids=routes), timeout=10)),
             ("AdviseRetry (decline 91)", stub.AdviseRetry(
