@@ -41,11 +41,11 @@ from approval.v1 import approval_pb2_grpc as pb_grpc  # noqa: E402
 
 from approvals import features  # noqa: E402
 from approvals.contract import read_attempts  # noqa: E402
+from approvals.features.materialize import materialize  # noqa: E402
+from approvals.features.redis_settings import RedisSettings  # noqa: E402
 from approvals.features.state import build_state  # noqa: E402
-from approvals.materialize import materialize  # noqa: E402
-from approvals.package import ModelPackage  # noqa: E402
-from approvals.settings import RedisSettings  # noqa: E402
-from approvals.trees import RawTrees, compile_trees  # noqa: E402
+from approvals.model.package import ModelPackage  # noqa: E402
+from approvals.model.trees import RawTrees, compile_trees  # noqa: E402
 from tests.bento.clients import attempt_message  # noqa: E402
 from tests.bento.conftest import attempt_json  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -358,7 +358,7 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
     requests = data.tail(2000).drop(columns=["approved", "response_code"])
     state = build_state(data.iloc[: len(data) - 2000])
     counts = features.counts_for(requests, None, state)
-    x = features.matrix(counts, features.attempt_columns(requests), package.spec)
+    x = features.matrix(counts, features.frame_columns(requests), package.spec)
     floor_us = model_floor(package, x[:1000])
 
     with (

@@ -69,7 +69,7 @@ def build(model_dir: Path) -> str:
 
 def _compile_trees(model: Path) -> None:
     """Compiled trees into the bento's model; without them the service uses LightGBM."""
-    from approvals.trees import compile_trees
+    from approvals.model.trees import compile_trees
 
     try:
         meta = compile_trees(model)

@@ -29,7 +29,7 @@ from schemas import (
 )
 from telemetry import Metrics, log_event
 
-from approvals.serving import AttemptTable, Engine
+from approvals.serving.engine import AttemptTable, Engine
 
 Answer = TypeVar("Answer")
 Protocol = str  # "http" or "grpc"

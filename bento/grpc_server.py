@@ -40,7 +40,7 @@ from schemas import (
 )
 from telemetry import log_event
 
-from approvals.serving import AttemptTable, table_of
+from approvals.serving.engine import AttemptTable, table_of
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApprovalService"].full_name
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024

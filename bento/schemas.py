@@ -12,8 +12,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from approvals.contract import Attempt
-from approvals.policy import DEFAULT_DELAYS, DeclineContext, RetryOption, default_retry_options
-from approvals.serving import decline_context
+from approvals.decisions.retries import (
+    DEFAULT_DELAYS,
+    DeclineContext,
+    RetryOption,
+    default_retry_options,
+)
+from approvals.serving.engine import decline_context
 
 MAX_BATCH = 1000
 MAX_ROUTES = 32
@@ -133,7 +138,7 @@ class AdviseRetryRequest(Request):
         return self
 
     def decline(self) -> DeclineContext:
-        """The decline as :mod:`approvals.policy` sees it."""
+        """The decline as :mod:`approvals.decisions.retries` sees it."""
         try:
             return decline_context(
                 self.attempt, self.response_code, self.merchant_advice_code,

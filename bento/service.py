@@ -33,12 +33,12 @@ from schemas import (
     ScoreResponse,
 )
 
-from approvals.costs import load_costs
+from approvals.decisions.costs import load_costs
 from approvals.features.online import OnlineFeatureStore
-from approvals.package import ModelPackage
-from approvals.serving import Engine, Pipeline, retry_threshold
-from approvals.settings import RedisSettings
-from approvals.trees import CompiledTrees
+from approvals.features.redis_settings import RedisSettings
+from approvals.model.package import ModelPackage
+from approvals.model.trees import CompiledTrees
+from approvals.serving.engine import Engine, Pipeline, min_retry_probability
 
 traffic.install()  # BentoML's HTTP timeout without its 10 s retention of every request
 WORKERS = ServingSettings().workers  # read where BentoML reads the service's configuration
@@ -81,7 +81,7 @@ class Approvals:
         engine = Engine(
             model_version=self.package.model_version, predict=self.batcher,
             costs=load_costs(self.settings.costs),
-            min_retry_probability=retry_threshold(self.package.manifest),
+            min_retry_probability=min_retry_probability(self.package.manifest),
         )  # fmt: skip
         self.gateway = Gateway(engine, Admission(self.settings.max_inflight), metrics)
         self.grpc: tuple[Any, Any] | None = None

@@ -15,9 +15,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from approvals.local import free_port
+from approvals.contract import validate_frame
+from approvals.features.materialize import materialize
+from approvals.features.redis_settings import RedisSettings
+from approvals.model.package import ModelPackage
+from approvals.model.train import TrainConfig, TrainResult, save_result, train
+from dev.local import free_port
+from tests.approvals.factories import random_attempts
 
 
 def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
@@ -118,3 +125,38 @@ def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
+
+
+SERVING_CONFIG = TrainConfig(learning_rate=0.1, max_rounds=200, min_data_in_leaf=50, threads=2)
+
+
+@pytest.fixture(scope="session")
+def serving_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path]:
+    """A model trained once on 12k factory attempts, and its package directory."""
+    data = validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
+    result = train(data, SERVING_CONFIG)
+    return result, save_result(result, tmp_path_factory.mktemp("serving") / "package")
+
+
+@pytest.fixture(scope="session")
+def package(serving_model: tuple[TrainResult, Path]) -> ModelPackage:
+    """The saved package, loaded as the service loads it."""
+    return ModelPackage.load(serving_model[1])
+
+
+@pytest.fixture(scope="session")
+def test_rows(serving_model: tuple[TrainResult, Path]) -> pd.DataFrame:
+    """Attempts after the package's feature state ends (the test split), without labels."""
+    return serving_model[0].test.drop(columns=["approved", "response_code"])
+
+
+@pytest.fixture(scope="session")
+def features_redis(
+    tmp_path_factory: pytest.TempPathFactory, package: ModelPackage
+) -> Iterator[RedisServer]:
+    """A redis-server holding the package's feature state (tests may stop and restart it)."""
+    server = RedisServer(tmp_path_factory.mktemp("features-redis"))
+    server.start()
+    materialize(package.state(), RedisSettings(url=server.url))
+    yield server
+    server.stop()

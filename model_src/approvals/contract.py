@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from approvals.errors import ContractError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -77,22 +79,6 @@ FEATURE_COLUMNS = tuple(c.name for c in COLUMNS if c.need != "label")
 LABEL_COLUMNS = tuple(c.name for c in COLUMNS if c.need == "label")
 TRUE_STRINGS = {"true", "t", "1", "yes", "y"}
 FALSE_STRINGS = {"false", "f", "0", "no", "n"}
-
-
-class ContractError(ValueError):
-    """A file or request breaks the data contract.
-
-    Attributes:
-        column: the offending column.
-        count: how many rows are affected.
-        example: one offending value, as text.
-    """
-
-    def __init__(self, column: str, problem: str, count: int = 1, example: object = None) -> None:
-        self.column, self.problem, self.count, self.example = column, problem, count, example
-        shown = "" if example is None else f" (e.g. {example!r})"
-        rows = "row" if count == 1 else "rows"
-        super().__init__(f"column '{column}': {problem}: {count} {rows}{shown}")
 
 
 # --------------------------------------------------------------------------------------------

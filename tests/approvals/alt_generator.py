@@ -191,9 +191,9 @@ def raw_baseline(data: pd.DataFrame, test_rows: int) -> np.ndarray:
 
 def main() -> None:
     """Train on this generator's data and report the model's log loss against its oracle."""
-    from approvals import metrics
     from approvals.contract import validate_frame
-    from approvals.train import TrainConfig, train
+    from approvals.model import metrics
+    from approvals.model.train import TrainConfig, train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--payments", type=int, default=200_000)

@@ -1,14 +1,21 @@
-"""Fixtures shared by the model pipeline tests: one small data set and one trained package."""
+"""Fixtures of the ``approvals`` tests: small data, a trained package, registry buckets (moto)."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pandas as pd
 import pytest
+from botocore.config import Config
 
 from approvals.contract import validate_frame
-from approvals.train import TrainConfig, TrainResult, save_result, train
+from approvals.model.train import TrainConfig, TrainResult, save_result, train
+from approvals.registry import ModelRegistry
 from tests.approvals.factories import random_attempts
 
 SMALL_CONFIG = TrainConfig(learning_rate=0.1, max_rounds=300, min_data_in_leaf=50, threads=2)
@@ -30,3 +37,52 @@ def trained(small_data: pd.DataFrame) -> TrainResult:
 def package_dir(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained model written as a package directory."""
     return save_result(trained, tmp_path_factory.mktemp("model") / "package")
+
+
+PackageFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str) -> Any:
+    """A boto3 S3 client pointed at the moto server."""
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", config=config)
+
+
+@pytest.fixture
+def bucket(s3_client: Any) -> str:
+    """A new, empty bucket for one test."""
+    name = f"models-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def registry(s3_client: Any, bucket: str) -> ModelRegistry:
+    """A registry under the default prefix of the test's bucket."""
+    return ModelRegistry(s3_client, bucket)
+
+
+@pytest.fixture
+def make_package(tmp_path: Path) -> PackageFactory:
+    """Write a model package directory shaped like `approvals train` output."""
+
+    def make(version: str = "v1", payload: str = "booster-1", **manifest: Any) -> Path:
+        root = tmp_path / "packages" / f"{version}-{uuid.uuid4().hex[:6]}"
+        (root / "state").mkdir(parents=True)
+        (root / "booster.txt").write_text(f"tree\n{payload}\n")
+        (root / "calibrator.json").write_text(json.dumps({"method": "isotonic"}))
+        (root / "state" / "features.parquet").write_bytes(bytes(range(256)) * 4)
+        body = {
+            "format_version": 1,
+            "model_version": version,
+            "created_at": "2026-05-09T10:00:00+00:00",
+            "training_data_fingerprint": "sha256:" + "ab" * 32,
+            "library_versions": {"lightgbm": "4.6.0"},
+            "metrics": {"log_loss": 0.41, "ece": 0.004},
+            **manifest,
+        }
+        (root / "manifest.json").write_text(json.dumps(body))
+        return root
+
+    return make

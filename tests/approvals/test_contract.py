@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from approvals import codes
-from approvals.contract import Attempt, ContractError, read_attempts, validate_frame
+from approvals.contract import Attempt, read_attempts, validate_frame
+from approvals.errors import ContractError
 
 
 def good_rows(n: int = 3) -> pd.DataFrame:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from approvals import metrics
 from approvals.contract import validate_frame
-from approvals.train import TrainConfig, train
+from approvals.model import metrics
+from approvals.model.train import TrainConfig, train
 from tests.approvals.alt_generator import generate, raw_baseline
 
 

@@ -19,51 +19,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from approvals.contract import validate_frame
-from approvals.materialize import materialize
-from approvals.package import ModelPackage
-from approvals.settings import RedisSettings
-from approvals.train import TrainConfig, TrainResult, save_result, train
-from tests.approvals.factories import random_attempts
+from approvals.model.train import TrainResult
 from tests.conftest import RedisServer, free_port
 
 BENTO_DIR = Path(__file__).resolve().parents[2] / "bento"
 if str(BENTO_DIR) not in sys.path:
     sys.path.insert(0, str(BENTO_DIR))  # the bento's modules (service, gateway, approval.v1)
-
-CONFIG = TrainConfig(learning_rate=0.1, max_rounds=200, min_data_in_leaf=50, threads=2)
-
-
-@pytest.fixture(scope="session")
-def serving_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path]:
-    """A model trained once on 12k factory attempts, and its package directory."""
-    data = validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
-    result = train(data, CONFIG)
-    return result, save_result(result, tmp_path_factory.mktemp("serving") / "package")
-
-
-@pytest.fixture(scope="session")
-def package(serving_model: tuple[TrainResult, Path]) -> ModelPackage:
-    """The saved package, loaded as the service loads it."""
-    return ModelPackage.load(serving_model[1])
-
-
-@pytest.fixture(scope="session")
-def test_rows(serving_model: tuple[TrainResult, Path]) -> pd.DataFrame:
-    """Attempts after the package's feature state ends (the test split), without labels."""
-    return serving_model[0].test.drop(columns=["approved", "response_code"])
-
-
-@pytest.fixture(scope="session")
-def features_redis(
-    tmp_path_factory: pytest.TempPathFactory, package: ModelPackage
-) -> Iterator[RedisServer]:
-    """A redis-server holding the package's feature state (tests may stop and restart it)."""
-    server = RedisServer(tmp_path_factory.mktemp("features-redis"))
-    server.start()
-    materialize(package.state(), RedisSettings(url=server.url))
-    yield server
-    server.stop()
 
 
 @dataclass

@@ -11,9 +11,9 @@ from types import ModuleType
 import pytest
 import yaml
 
-from approvals.package import FILES, ModelPackage
-from approvals.train import TrainResult
-from approvals.trees import CompiledTrees
+from approvals.model.package import FILES, ModelPackage
+from approvals.model.train import TrainResult
+from approvals.model.trees import CompiledTrees
 from tests.bento.conftest import BENTO_DIR
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from schemas import ScoreBatchRequest
 
 from approvals.contract import validate_frame
-from approvals.serving import attempt_columns
+from approvals.serving.engine import columns_of
 from tests.approvals.factories import random_attempts
 from tests.bento.clients import attempt_message
 
@@ -55,7 +55,7 @@ def per_attempt(request: pb.ScoreBatchRequest) -> tuple[list[str], dict[str, np.
         parsed = ScoreBatchRequest.model_validate(message_to_dict(request))
     except ValidationError:
         return None
-    return [a.attempt_id for a in parsed.attempts], attempt_columns(parsed.attempts)
+    return [a.attempt_id for a in parsed.attempts], columns_of(parsed.attempts)
 
 
 def assert_same_columns(left: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> None:

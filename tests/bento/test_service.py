@@ -22,10 +22,10 @@ from approval.v1 import approval_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from approvals import predict
-from approvals.materialize import materialize
-from approvals.package import ModelPackage
-from approvals.settings import RedisSettings
+from approvals.features.materialize import materialize
+from approvals.features.redis_settings import RedisSettings
+from approvals.model import predict
+from approvals.model.package import ModelPackage
 from tests.bento.clients import attempt_message
 from tests.bento.conftest import Served, attempt_json, serve
 from tests.conftest import RedisServer

@@ -13,7 +13,7 @@ from approvals.features.state import FeatureState
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FAMILIES", "FeatureSpec", "FeatureState", "attempt_columns", "counts_for", "matrix"]
+__all__ = ["FAMILIES", "FeatureSpec", "FeatureState", "counts_for", "frame_columns", "matrix"]
 
 ATTEMPT_FIELDS = (
     "event_time",
@@ -34,7 +34,7 @@ ATTEMPT_FIELDS = (
 )
 
 
-def attempt_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The attempt columns feature derivation reads, as numpy arrays."""
     cols = {c: frame[c].to_numpy() for c in ATTEMPT_FIELDS if c in frame.columns}
     for name in ("previous_response_code", "merchant_advice_code"):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from approvals.breaker import CircuitBreaker, OnlineStats
+from approvals.features.breaker import CircuitBreaker, OnlineStats
 from approvals.features.definitions import FAMILIES
 from approvals.features.tiles import (
     Plan,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-    from approvals.settings import RedisSettings
+    from approvals.features.redis_settings import RedisSettings
 
 __all__ = ["READ_SCRIPT", "OnlineCounts", "OnlineFeatureStore"]
 

@@ -7,13 +7,10 @@ Python API::
     registry.promote("staging", "champion", result.record.version)
     registry.pull(registry.resolve("prod", "champion").version, Path("models/champion"))
 
-The typer sub-application (``approvals registry ...``) is exposed as ``app`` and imported on
-first use, so importing the API does not need typer.
+The command line over it (``approvals registry ...``) lives in :mod:`approvals.cli.registry`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from approvals.registry.core import ModelRegistry
 from approvals.registry.errors import (
@@ -21,7 +18,6 @@ from approvals.registry.errors import (
     IntegrityError,
     InvalidNameError,
     NotFoundError,
-    PackageError,
     RegistryError,
     RollbackError,
     VersionConflictError,
@@ -40,7 +36,6 @@ __all__ = [
     "InvalidNameError",
     "ModelRegistry",
     "NotFoundError",
-    "PackageError",
     "PublishResult",
     "RegistryError",
     "RegistrySettings",
@@ -48,11 +43,3 @@ __all__ = [
     "VersionConflictError",
     "VersionRecord",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        from approvals.registry.cli import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,10 +11,6 @@ class InvalidNameError(RegistryError, ValueError):
     """A version, alias, environment or path name that the registry refuses."""
 
 
-class PackageError(RegistryError, ValueError):
-    """A local model package that cannot be published as it is."""
-
-
 class NotFoundError(RegistryError, LookupError):
     """A version or alias that the registry does not hold."""
 

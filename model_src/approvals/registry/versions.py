@@ -10,15 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from approvals.registry.errors import (
-    IntegrityError,
-    NotFoundError,
-    PackageError,
-    VersionConflictError,
-)
-from approvals.registry.layout import Layout
-from approvals.registry.names import check_git_sha, check_relative_path, check_version
-from approvals.registry.package import (
+from approvals.errors import PackageError
+from approvals.registry.errors import IntegrityError, NotFoundError, VersionConflictError
+from approvals.registry.files import (
     content_hash,
     install,
     read_manifest,
@@ -26,6 +20,8 @@ from approvals.registry.package import (
     sha256_bytes,
     staging_dir,
 )
+from approvals.registry.layout import Layout
+from approvals.registry.names import check_git_sha, check_relative_path, check_version
 from approvals.registry.records import FileEntry, VersionRecord, parse
 from approvals.registry.store import ObjectStore
 

@@ -9,7 +9,7 @@ returns the observed attempts (contract columns and labels) with their counterfa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,33 +19,12 @@ import pandas as pd
 from approvals.simulate import counterfactual, dynamics, frames, process, tables
 from approvals.simulate.payments import draw_payments
 from approvals.simulate.world import build_world
-from approvals.simulate.writer import write
+from approvals.simulate.writer import Simulation, write
 
 __all__ = ["GENERATOR_VERSION", "START", "Simulation", "simulate", "write"]
 
 GENERATOR_VERSION = "approvals-sim/1"
 START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday; fixed so that a seed means one data set
-
-
-@dataclass(frozen=True)
-class Simulation:
-    """A simulated data set: observed attempts and the generator's truth about them.
-
-    Attributes:
-        attempts: contract columns with labels, sorted by ``event_time`` (UTC).
-        truth: ``attempt_id``, ``p_approve`` for every attempt.
-        routes: ``attempt_id``, ``payment_id``, ``route_id``, ``p_approve`` for every first
-            attempt on every route its merchant can use.
-        retries: ``attempt_id``, ``payment_id``, ``route_id``, ``delay_hours``, ``p_approve``:
-            a second attempt after each declined first attempt.
-        manifest: seed, counts, period, generator version, routes and parameters.
-    """
-
-    attempts: pd.DataFrame
-    truth: pd.DataFrame
-    routes: pd.DataFrame
-    retries: pd.DataFrame
-    manifest: dict[str, Any]
 
 
 def simulate(

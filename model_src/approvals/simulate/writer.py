@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,9 +14,31 @@ import pyarrow.parquet as pq
 from approvals.atomic import staged_dir
 
 if TYPE_CHECKING:
-    from approvals.simulate import Simulation
+    import pandas as pd
+
 
 FILES = ("attempts", "truth", "routes", "retries")
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A simulated data set: observed attempts and the generator's truth about them.
+
+    Attributes:
+        attempts: contract columns with labels, sorted by ``event_time`` (UTC).
+        truth: ``attempt_id``, ``p_approve`` for every attempt.
+        routes: ``attempt_id``, ``payment_id``, ``route_id``, ``p_approve`` for every first
+            attempt on every route its merchant can use.
+        retries: ``attempt_id``, ``payment_id``, ``route_id``, ``delay_hours``, ``p_approve``:
+            a second attempt after each declined first attempt.
+        manifest: seed, counts, period, generator version, routes and parameters.
+    """
+
+    attempts: pd.DataFrame
+    truth: pd.DataFrame
+    routes: pd.DataFrame
+    retries: pd.DataFrame
+    manifest: dict[str, Any]
 
 
 def write(sim: Simulation, out_dir: str | os.PathLike[str]) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from approvals.registry import ModelRegistry, VersionConflictError
-from approvals.registry.package import content_hash, scan_package
+from approvals.registry.files import content_hash, scan_package
 
 pytestmark = pytest.mark.servers
 

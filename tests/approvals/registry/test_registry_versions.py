@@ -9,16 +9,16 @@ from typing import Any
 import boto3
 import pytest
 
+from approvals.errors import PackageError
 from approvals.registry import (
     IntegrityError,
     InvalidNameError,
     ModelRegistry,
     NotFoundError,
-    PackageError,
     VersionConflictError,
 )
+from approvals.registry.files import content_hash, scan_package
 from approvals.registry.layout import Layout
-from approvals.registry.package import content_hash, scan_package
 
 pytestmark = pytest.mark.servers
 

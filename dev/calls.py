@@ -1,0 +1,91 @@
+"""The demo's real calls to a served model: the same attempts over HTTP and over gRPC."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dev.local import BENTO_DIR, Service
+
+LABELS = ("approved", "response_code")
+
+
+def request_attempts(data: Path, count: int = 3) -> tuple[list[dict[str, Any]], list[str]]:
+    """Recent declined-then-retried style attempts, re-timed to just after the feature state."""
+    frame = pd.read_parquet(data)
+    end = pd.to_datetime(frame["event_time"], utc=True).max()
+    routes = sorted(frame["route_id"].unique().tolist())[:4]
+    rows = frame.loc[frame["attempt_number"] == 1].tail(count).drop(columns=list(LABELS))
+    attempts: list[dict[str, Any]] = []
+    for i, record in enumerate(rows.to_dict("records")):
+        row = {str(k): (None if pd.isna(v) else v) for k, v in record.items()}
+        row["event_time"] = (end + pd.Timedelta(minutes=1 + i)).isoformat()
+        attempts.append(row)
+    return attempts, [str(r) for r in routes]
+
+
+def http_calls(service: Service, attempts: list[dict[str, Any]], routes: list[str]) -> None:
+    """Score, RankRoutes and AdviseRetry over HTTP (JSON), printing each answer."""
+    import httpx
+
+    with httpx.Client(base_url=service.http, timeout=10) as client:
+        _show("HTTP POST /score", client.post("/score", json={"attempt": attempts[0]}).json())
+        batch = client.post("/score_batch", json={"attempts": attempts}).json()
+        _show("HTTP POST /score_batch", batch)
+        ranked = client.post("/rank_routes", json={"attempt": attempts[1], "route_ids": routes})
+        _show("HTTP POST /rank_routes", ranked.json())
+        for code in ("51", "14"):
+            advice = client.post(
+                "/advise_retry", json={"attempt": attempts[2], "response_code": code,
+                                       "route_ids": routes},
+            )  # fmt: skip
+            _show(f"HTTP POST /advise_retry (decline {code})", advice.json())
+
+
+def grpc_calls(service: Service, attempts: list[dict[str, Any]], routes: list[str]) -> None:
+    """The same calls over gRPC with the generated ``approval.v1`` stubs."""
+    import grpc
+
+    if str(BENTO_DIR) not in sys.path:
+        sys.path.insert(0, str(BENTO_DIR))
+    from approval.v1 import approval_pb2 as pb
+    from approval.v1 import approval_pb2_grpc as rpc
+
+    with grpc.insecure_channel(service.grpc) as channel:
+        stub = rpc.ApprovalServiceStub(channel)
+        messages = [_message(pb, a) for a in attempts]
+        answers = [
+            ("Score", stub.Score(pb.ScoreRequest(attempt=messages[0]), timeout=10)),
+            ("ScoreBatch", stub.ScoreBatch(pb.ScoreBatchRequest(attempts=messages), timeout=10)),
+            ("RankRoutes", stub.RankRoutes(
+                pb.RankRoutesRequest(attempt=messages[1], route_ids=routes), timeout=10)),
+            ("AdviseRetry (decline 91)", stub.AdviseRetry(
+                pb.AdviseRetryRequest(attempt=messages[2], response_code="91", route_ids=routes),
+                timeout=10)),
+        ]  # fmt: skip
+        for name, answer in answers:
+            _show(f"gRPC approval.v1.ApprovalService/{name}", _as_dict(answer))
+
+
+def _message(pb: Any, attempt: dict[str, Any]) -> Any:
+    fields = {k: v for k, v in attempt.items() if v is not None and k != "event_time"}
+    message = pb.Attempt(**fields)
+    message.event_time.FromDatetime(datetime.fromisoformat(attempt["event_time"]).astimezone(UTC))
+    return message
+
+
+def _show(title: str, answer: Any) -> None:
+    print(f"\n-- {title}\n{json.dumps(answer, indent=1)}", flush=True)
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )

@@ -1,0 +1,132 @@
+"""``make demo``: the whole offline loop on embedded defaults, end to end.
+
+simulate -> train -> evaluate (with the simulator's truth) -> policy-eval -> gate, each through
+the same CLI a user runs; then build the bento, materialize the features into a local Redis,
+serve the built bento and call it over HTTP and gRPC (``DEMO_SERVE=0`` skips this part);
+finally print the key figures and where the plots are. Settings come from the environment:
+``DEMO_DIR`` (default ``.demo``), ``DEMO_PAYMENTS`` (default 150000),
+``DEMO_SEED`` (default 7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from approvals.cli.main import app
+
+
+def _run(title: str, args: list[str]) -> None:
+    print(f"\n== {title}: approvals {' '.join(args)}", flush=True)
+    start = time.monotonic()
+    code = app(args=args, standalone_mode=False)
+    if isinstance(code, int) and code:
+        raise SystemExit(f"demo step '{title}' failed with exit code {code}")
+    print(f"   ({time.monotonic() - start:.1f}s)", flush=True)
+
+
+def offline(root: Path, payments: int, seed: int) -> dict[str, Path]:
+    """Simulate, train, evaluate on the test period, compare policies, gate the model."""
+    sim, model, report = root / "sim", root / "model", root / "report"
+    _run(
+        "simulate",
+        ["simulate", "--payments", str(payments), "--seed", str(seed), "--out", str(sim)],
+    )
+    _run("train", ["train", "--data", str(sim / "attempts.parquet"), "--out", str(model)])
+    test_rows = _test_period(sim / "attempts.parquet", model, root / "test.parquet")
+    _run(
+        "evaluate",
+        ["evaluate", "--model", str(model), "--data", str(test_rows),
+         "--truth", str(sim / "truth.parquet"), "--out", str(report)],
+    )  # fmt: skip
+    _run(
+        "policy-eval",
+        ["policy-eval", "--model", str(model), "--data", str(sim / "attempts.parquet"),
+         "--truth", str(sim / "truth.parquet"), "--out", str(report / "policies.json")],
+    )  # fmt: skip
+    _run("gate (first model: absolute thresholds)",
+         ["gate", "--candidate", str(model), "--data", str(test_rows)])  # fmt: skip
+    return {"sim": sim, "model": model, "report": report, "test": test_rows}
+
+
+def _test_period(attempts: Path, model: Path, out: Path) -> Path:
+    """Attempts after the model's feature state: the held-out test period."""
+    import pandas as pd
+
+    spec = json.loads((model / "features.json").read_text())
+    frame = pd.read_parquet(attempts)
+    end = pd.Timestamp(spec["state_end"])
+    times = pd.to_datetime(frame["event_time"], utc=True).dt.tz_convert(None)
+    frame.loc[times > end].to_parquet(out, index=False)
+    return out
+
+
+def summary(paths: dict[str, Path]) -> str:
+    """The figures worth reading, and where the plots are."""
+    report = json.loads((paths["report"] / "metrics.json").read_text())
+    policies = json.loads((paths["report"] / "policies.json").read_text())
+    overall, oracle = report["overall"], report.get("oracle", {})
+    routing, retries = policies["routing"], policies["retries"]
+    lines = [
+        "",
+        "== demo summary",
+        f"model {report['model_version']} on {report['rows']:,} held-out attempts:",
+        f"  log loss {overall['log_loss']:.4f} (oracle {oracle.get('log_loss', float('nan')):.4f},"
+        f" ratio {oracle.get('ratio', float('nan')):.3f}), ECE {overall['ece']:.4f},"
+        f" ROC-AUC {overall['roc_auc']:.3f}",
+        f"  routing approval: static {routing['static']['approval_rate']:.2%}, model "
+        f"{routing['model']['approval_rate']:.2%}, oracle {routing['oracle']['approval_rate']:.2%}",
+        "  retries recovered: always-on-soft "
+        f"{retries['always_on_soft']['recovered_payments']:.0f},"
+        f" model {retries['model']['recovered_payments']:.0f},"
+        f" oracle {retries['oracle']['recovered_payments']:.0f}",
+        f"plots: {paths['report']}/*.png   metrics: {paths['report']}/metrics.json",
+    ]
+    return "\n".join(lines)
+
+
+def online(paths: dict[str, Path], root: Path) -> None:
+    """Build the bento, materialize features into Redis, serve it, call it over HTTP and gRPC."""
+    from dev import calls as demo_calls
+    from dev import local
+
+    data = paths["sim"] / "attempts.parquet"
+    workdir = root / "serve"
+    workdir.mkdir(parents=True, exist_ok=True)
+    print("\n== bento: bento/bundle.py (service, model package, serving-only deps)", flush=True)
+    start = time.monotonic()
+    tag = local.build_bento(paths["model"], workdir / "bentoml")
+    print(f"built {tag} in BENTOML_HOME={workdir / 'bentoml'}", flush=True)
+    print(f"   ({time.monotonic() - start:.1f}s)", flush=True)
+    print(f"\n== serve: redis-server, materialize, bentoml serve {tag} (HTTP + gRPC)", flush=True)
+    with local.redis(workdir) as url:
+        local.materialize_data(data, url)
+        service = local.start_service(None, url, workdir, log=workdir / "serve.log", bento=tag)
+        try:
+            print(f"serving on {service.http} (HTTP) and {service.grpc} (gRPC)", flush=True)
+            attempts, routes = demo_calls.request_attempts(data)
+            demo_calls.http_calls(service, attempts, routes)
+            demo_calls.grpc_calls(service, attempts, routes)
+        finally:
+            code = service.stop()
+            print(f"\nservice stopped gracefully (exit code {code}); log: {workdir}/serve.log")
+
+
+def main() -> None:
+    """Run the demo with settings from the environment."""
+    root = Path(os.environ.get("DEMO_DIR", ".demo"))
+    payments = int(os.environ.get("DEMO_PAYMENTS", "150000"))
+    seed = int(os.environ.get("DEMO_SEED", "7"))
+    root.mkdir(parents=True, exist_ok=True)
+    paths = offline(root, payments, seed)
+    if os.environ.get("DEMO_SERVE", "1") != "0":
+        online(paths, root)
+    print(summary(paths))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``approvals`` command line (:mod:`approvals.cli.main`) and its registry subcommands."""

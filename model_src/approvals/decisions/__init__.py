@@ -1,0 +1,1 @@
+"""Decisions on top of calibrated probabilities: route ranking, retry advice, their costs."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics and plots, policy evaluation against the oracle, the release gate."""

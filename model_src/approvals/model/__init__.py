@@ -1,0 +1,1 @@
+"""The model: training, linear stacking, calibration, trees, the model package, prediction."""

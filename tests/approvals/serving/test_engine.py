@@ -1,0 +1,185 @@
+"""The serving engine on its own: same features and probabilities as batch prediction."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from approvals import features
+from approvals.contract import Attempt
+from approvals.decisions.costs import load_costs
+from approvals.decisions.retries import DeclineContext, RetryAdvice, RetryOption
+from approvals.decisions.routes import RankedRoute
+from approvals.features.online import OnlineFeatureStore
+from approvals.features.redis_settings import RedisSettings
+from approvals.features.tiles import plan, plan_columns
+from approvals.model import predict
+from approvals.model.package import ModelPackage
+from approvals.serving.engine import (
+    Engine,
+    Pipeline,
+    columns_of,
+    retry_variant,
+    route_variants,
+)
+from tests.bento.conftest import attempt_json
+from tests.conftest import RedisServer, free_port
+
+pytestmark = pytest.mark.servers
+
+
+def attempts_of(frame: pd.DataFrame) -> list[Attempt]:
+    return [Attempt.model_validate(attempt_json(row)) for _, row in frame.iterrows()]
+
+
+def pipeline(package: ModelPackage, url: str) -> Pipeline:
+    return Pipeline(
+        package, OnlineFeatureStore(RedisSettings(url=url, cooldown_s=60, timeout_ms=3000))
+    )
+
+
+def engine(package: ModelPackage, url: str) -> Engine:
+    """The engine with every request its own batch (the service batches them)."""
+    batch = pipeline(package, url)
+
+    async def model(attempts: list[Attempt]) -> np.ndarray:
+        return (await batch([attempts]))[0]
+
+    return Engine(package.model_version, model, load_costs())
+
+
+def test_attempt_columns_match_the_offline_columns(test_rows: pd.DataFrame) -> None:
+    # given contract rows, and the same rows as validated request models
+    rows = test_rows.head(50)
+    offline = features.frame_columns(rows)
+    # when the engine builds its columns
+    online = columns_of(attempts_of(rows))
+    # then every column the offline side has is equal, with the same dtype kind
+    for name, column in offline.items():
+        assert online[name].dtype.kind == column.dtype.kind, f"dtype of {name}"
+        assert list(online[name]) == list(column), f"values of {name}"
+
+
+def test_column_plan_reads_the_same_keys_as_the_record_plan(test_rows: pd.DataFrame) -> None:
+    # given attempts as validated records and as the engine's columns
+    attempts = attempts_of(test_rows.head(200))
+    columns = columns_of(attempts)
+    t_us = columns["event_time"].astype(np.int64)
+    # when both plans are made
+    by_records = plan([a.model_dump() for a in attempts], None)
+    by_columns = plan_columns(columns, t_us)
+    # then they read the same keys in the same order, deduplicated, for the same times
+    assert by_columns.relkeys == by_records.relkeys
+    assert len(set(by_columns.relkeys)) == len(by_columns.relkeys) < 9 * len(attempts)
+    np.testing.assert_array_equal(by_columns.index, by_records.index)
+    np.testing.assert_array_equal(by_columns.families, by_records.families)
+    np.testing.assert_array_equal(by_columns.t_us, by_records.t_us)
+
+
+def test_column_plan_names_a_missing_key_field(test_rows: pd.DataFrame) -> None:
+    columns = columns_of(attempts_of(test_rows.head(3)))
+    columns["card_bin"] = np.array(["411111", None, "411111"], dtype=object)
+    with pytest.raises(ValueError, match="attempt 1: field 'card_bin' is missing"):
+        plan_columns(columns, columns["event_time"].astype(np.int64))
+
+
+def test_one_batch_of_requests_scores_like_each_request_alone(
+    package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
+) -> None:
+    # given three requests of different sizes, one of them empty
+    requests = [attempts_of(test_rows.iloc[a:b]) for a, b in ((0, 1), (1, 8), (8, 8), (8, 40))]
+
+    async def both() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        batch = pipeline(package, features_redis.url)
+        together = await batch(requests)
+        alone = [(await batch([r]))[0] for r in requests]
+        return together, alone
+
+    # when they are scored in one batch, and each in a batch of its own
+    together, alone = asyncio.run(both())
+    # then every request gets its own rows (probability, degraded), identical either way
+    assert [len(r) for r in together] == [1, 7, 0, 32]
+    for got, expected in zip(together, alone, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert not np.concatenate(together)[:, 1].any(), "features were read from Redis"
+
+
+def test_served_probabilities_equal_batch_prediction(
+    package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
+) -> None:
+    # given the package's state materialized in Redis and attempts after that state
+    rows = test_rows.head(300)
+    expected = predict.score(package, rows)
+    # when the engine scores them with online features
+    scores = asyncio.run(engine(package, features_redis.url).score(attempts_of(rows)))
+    # then the probabilities equal batch prediction's, and features were not degraded
+    assert not scores.degraded, "features were read from Redis"
+    np.testing.assert_allclose(scores.p, expected, rtol=0, atol=1e-9)
+
+
+def test_unreachable_redis_gives_degraded_defaults(
+    package: ModelPackage, test_rows: pd.DataFrame
+) -> None:
+    # given a Redis URL nothing listens on
+    dead = engine(package, f"redis://127.0.0.1:{free_port()}/0")
+    # when scoring
+    scores = asyncio.run(dead.score(attempts_of(test_rows.head(5))))
+    # then the answer is flagged degraded and still a probability per attempt
+    assert scores.degraded, "degraded flag set"
+    assert scores.p.shape == (5,) and np.all((scores.p > 0) & (scores.p < 1))
+
+
+def test_rank_routes_scores_each_route_variant(
+    package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
+) -> None:
+    # given one attempt and three candidate routes
+    attempt = attempts_of(test_rows.head(1))[0]
+    routes = ["r_us", "r_eu", "r_gb"]
+    live = engine(package, features_redis.url)
+
+    async def both() -> tuple[tuple[list[RankedRoute], bool], np.ndarray]:
+        ranked = await live.rank_routes(attempt, [*routes, "r_us"])
+        return ranked, (await live.score(route_variants(attempt, routes))).p
+
+    # when ranking
+    (ranked, degraded), direct = asyncio.run(both())
+    # then each route appears once, with the probability of the attempt sent there
+    assert sorted(r.route_id for r in ranked) == sorted(routes), "duplicates merged"
+    assert {r.route_id: r.p_approve for r in ranked} == pytest.approx(
+        dict(zip(routes, direct, strict=True))
+    )
+    assert [r.expected_value for r in ranked] == sorted(
+        (r.expected_value for r in ranked), reverse=True
+    ), "best expected value first"
+    assert not degraded
+
+
+def test_advise_retry_respects_scheme_rules_and_scores_allowed_options(
+    package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
+) -> None:
+    attempt = attempts_of(test_rows.head(1))[0]
+    options = [RetryOption(route_id=r, delay_hours=d) for r in ("r_us", "r_eu") for d in (1, 24)]
+    # a hard decline stops whatever the model says
+    hard = DeclineContext(response_code="14", attempt_number=1, amount=10.0, card_brand="visa")
+    advice, _ = asyncio.run(
+        engine(package, features_redis.url).advise_retry(attempt, hard, options)
+    )
+    assert (advice.action, advice.reason) == ("stop", "hard_decline")
+    # a soft decline on a large amount is worth retrying with the best-scored option
+    soft = DeclineContext(response_code="51", attempt_number=1, amount=500.0, card_brand="visa")
+    big = attempt.model_copy(update={"amount": 500.0})
+    variants = [retry_variant(big, soft, o) for o in options]
+
+    async def both() -> tuple[RetryAdvice, np.ndarray]:
+        live = engine(package, features_redis.url)
+        advice, _ = await live.advise_retry(big, soft, options)
+        return advice, (await live.score(variants)).p
+
+    advice, p = asyncio.run(both())
+    assert advice.action == "retry", "a soft decline with high p is retried"
+    assert advice.p_approve is not None and min(abs(p - advice.p_approve)) < 1e-9, "scored option"
+    assert variants[0].attempt_number == attempt.attempt_number + 1
+    assert variants[0].previous_response_code == "51"
