@@ -234,7 +234,6 @@ def policy_eval(
     step(f"scoring counterfactual routes and retries with {package.model_version}")
     report = evaluate_policies(package, frame, truth, load_costs(costs))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_json(report, out)
     typer.echo(render(report))
 
@@ -263,7 +262,6 @@ def gate(
         champ, _ = summary(ModelPackage.load(champion), frame, frame)
     verdict = compare(cand, champ, settings)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
         write_json(verdict.to_dict(), report)
     typer.echo(verdict.render())
     if not verdict.passed:
