@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from approvals.atomic import atomic_file
 from approvals.errors import ContractError
 
 if TYPE_CHECKING:
@@ -243,18 +243,11 @@ def _looks_like_csv(p: Path) -> bool:
 def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write Parquet (or CSV for a ``.csv`` path) so that a failure leaves the old file intact."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_file(target) as tmp:
         if target.suffix.lower() == ".csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

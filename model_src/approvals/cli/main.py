@@ -1,19 +1,22 @@
 """The ``approvals`` command line: one subcommand per stage.
 
-User mistakes (bad files, bad options, missing paths) end as one line on stderr and exit
-code 2; nothing prints a traceback for them. Stage modules are imported inside each command
-so that ``approvals --help`` stays fast.
+Exit codes (:class:`approvals.cli.exits.ExitCode`): 0 done, 2 a user mistake (bad files, bad
+options, missing paths: one line on stderr, no traceback), 3 the gate refused the candidate,
+1 anything unexpected (with its traceback). Stage modules are imported inside each command so
+that ``approvals --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from approvals.cli.exits import ExitCode
 from approvals.errors import UserError
 
 if TYPE_CHECKING:
@@ -27,10 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_BAD_INPUT = 2
-
-
-__all__ = ["EXIT_BAD_INPUT", "UserError", "app", "main"]
+__all__ = ["ExitCode", "UserError", "app", "main"]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -45,14 +45,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script: runs a command, exits with an :class:`ExitCode`."""
     try:
         code = app(args=argv, standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
     except typer.Abort:
         typer.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(130)  # the shell's code for an interrupt (Ctrl-C)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.TyperException as exc:  # usage errors: unknown option, missing value, ...
@@ -61,12 +59,15 @@ def main(argv: list[str] | None = None) -> None:
             show()
         else:
             typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except Exception as exc:  # the one place that turns user mistakes into exit code 2
+        sys.exit(ExitCode.USER_ERROR)
+    except Exception as exc:  # the one place that sorts failures into exit codes
         if isinstance(exc, _user_errors()):
             typer.echo(f"error: {_one_line(exc)}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        raise
+            sys.exit(ExitCode.USER_ERROR)
+        traceback.print_exc()
+        sys.exit(ExitCode.UNEXPECTED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -233,12 +234,8 @@ def policy_eval(
     step(f"scoring counterfactual routes and retries with {package.model_version}")
     report = evaluate_policies(package, frame, truth, load_costs(costs))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_json(report, out)
     typer.echo(render(report))
-
-
-EXIT_GATE_FAILED = 1
 
 
 @app.command()
@@ -249,7 +246,7 @@ def gate(
     config: Annotated[Path | None, typer.Option(help="gate config (YAML)")] = None,
     report: Annotated[Path | None, typer.Option(help="write the gate report as JSON")] = None,
 ) -> None:
-    """Compare a candidate with the champion on the same data; exit 1 if it must not ship."""
+    """Compare a candidate with the champion on the same data; exit 3 if it must not ship."""
     from approvals.evaluation.evaluate import summary, write_json
     from approvals.evaluation.gate import compare, load_gate_config
     from approvals.model.package import ModelPackage
@@ -265,11 +262,10 @@ def gate(
         champ, _ = summary(ModelPackage.load(champion), frame, frame)
     verdict = compare(cand, champ, settings)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
         write_json(verdict.to_dict(), report)
     typer.echo(verdict.render())
     if not verdict.passed:
-        raise typer.Exit(EXIT_GATE_FAILED)
+        raise typer.Exit(ExitCode.GATE_REFUSED)
 
 
 from approvals.cli.registry import app as registry_app  # noqa: E402

@@ -1,8 +1,9 @@
 """``approvals registry ...``: publish, list, show, pull, promote, rollback, history, resolve.
 
-Exit codes: 0 done; 2 a mistake the user can fix (bad name, unknown version, conflict, missing
-bucket); 3 stored data failed verification (corrupted object); 1 the registry could not be
-reached or kept changing (worth a retry). Every error is one line on stderr.
+Exit codes (:class:`approvals.cli.exits.ExitCode`, shared with the other commands): 0 done;
+2 a mistake the user can fix (bad name, unknown version, conflict, missing bucket, access
+denied); 1 stored data that failed verification (a corrupted object) or a registry that could
+not be reached or kept changing (worth a look or a retry). Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from typing import Annotated, Any
 
 import typer
 
-from approvals.registry.errors import ConcurrentUpdateError, IntegrityError, RegistryError
+from approvals.cli.exits import ExitCode
+from approvals.registry.errors import (
+    ConcurrentUpdateError,
+    IntegrityError,
+    RegistryError,
+    UnavailableError,
+)
 from approvals.registry.names import ALIASES
-
-EXIT_INTEGRITY = 3
-EXIT_UNAVAILABLE = 1
 
 app = typer.Typer(
     help="S3 model registry: immutable versions, per-environment aliases, audit history.",
@@ -66,13 +70,17 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except IntegrityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INTEGRITY) from exc
-    except (ConcurrentUpdateError, BotoCoreError) as exc:
-        typer.echo(f"error: registry unavailable: {' '.join(str(exc).split())}", err=True)
-        raise typer.Exit(EXIT_UNAVAILABLE) from exc
+        typer.echo(f"error: stored data failed verification: {_one_line(exc)}", err=True)
+        raise typer.Exit(ExitCode.UNEXPECTED) from exc
+    except (ConcurrentUpdateError, UnavailableError, BotoCoreError) as exc:
+        typer.echo(f"error: registry unavailable: {_one_line(exc)}", err=True)
+        raise typer.Exit(ExitCode.UNEXPECTED) from exc
     except RegistryError as exc:
         _fail_user(str(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _emit(data: dict[str, Any], as_json: bool, text: str) -> None:

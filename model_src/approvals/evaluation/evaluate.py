@@ -8,13 +8,12 @@ outcomes strictly before it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from approvals.atomic import atomic_file
 from approvals.decisions.costs import CostConfig, choose_threshold
 from approvals.errors import UserError
 from approvals.model import metrics, predict
@@ -144,11 +143,10 @@ def write_report(
 
 
 def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, default=_jsonable)
-    Path(tmp).replace(path)
+    """Write JSON atomically (:func:`approvals.atomic.atomic_file`); parents are created."""
+    text = json.dumps(obj, indent=1, default=_jsonable)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,20 +1,20 @@
 """Evaluation plots as PNG files: reliability, precision-recall, approval by segment.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend switch),
-so the module has no import side effects and is safe in threads. Every file is written to a
-temporary name next to the target and renamed, so a failure leaves the previous plot intact.
+so the module has no import side effects and is safe in threads. Every file is written through
+:func:`approvals.atomic.atomic_file`, so a failure leaves the previous plot intact.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from approvals.atomic import atomic_file
 from approvals.model import metrics
 
 if TYPE_CHECKING:
@@ -34,15 +34,8 @@ def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_file(target) as tmp:
         fig.savefig(tmp, format="png")
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -4,6 +4,8 @@ Every function takes labels ``y`` (0/1 or bool) and probabilities ``p`` as array
 same length and raises ``ValueError`` with a clear message on bad input (mismatched lengths,
 labels other than 0/1, probabilities outside [0, 1] or not finite). Summaries are JSON-safe:
 plain Python floats, with ``None`` where a metric is undefined (e.g. ROC-AUC on one class).
+The scores themselves are scikit-learn's (imported on first use: training and evaluation only,
+never the serving image).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 EPS = 1e-6
+LABELS = (0.0, 1.0)
 MISSING = "(missing)"
 OTHER = "(other)"
 DEFAULT_MIN_COUNT = 200
@@ -50,18 +53,24 @@ def _both_classes(ya: np.ndarray) -> bool:
 
 
 def log_loss(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
-    """Mean negative log-likelihood, probabilities clipped to [1e-6, 1 - 1e-6]."""
+    """Mean negative log-likelihood, probabilities clipped to [1e-6, 1 - 1e-6] (sklearn's).
+
+    Defined on one class too: both labels are declared, not inferred from ``y``.
+    """
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
     ya, pa = as_arrays(y, p)
     _require_rows(ya)
-    pc = np.clip(pa, EPS, 1 - EPS)
-    return float(-np.mean(ya * np.log(pc) + (1 - ya) * np.log1p(-pc)))
+    return float(sklearn_log_loss(ya, np.clip(pa, EPS, 1 - EPS), labels=LABELS))
 
 
 def brier(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
-    """Mean squared difference between probability and outcome."""
+    """Mean squared difference between probability and outcome (sklearn's Brier score)."""
+    from sklearn.metrics import brier_score_loss
+
     ya, pa = as_arrays(y, p)
     _require_rows(ya)
-    return float(np.mean((pa - ya) ** 2))
+    return float(brier_score_loss(ya, pa, pos_label=1.0))
 
 
 def roc_auc(y: npt.ArrayLike, p: npt.ArrayLike) -> float:

@@ -20,6 +20,7 @@ from approvals.registry.errors import (
     NotFoundError,
     RegistryError,
     RollbackError,
+    UnavailableError,
     VersionConflictError,
 )
 from approvals.registry.names import ALIASES
@@ -40,6 +41,7 @@ __all__ = [
     "RegistryError",
     "RegistrySettings",
     "RollbackError",
+    "UnavailableError",
     "VersionConflictError",
     "VersionRecord",
 ]

@@ -23,6 +23,10 @@ class IntegrityError(RegistryError):
     """Stored bytes or records that do not match their recorded hashes."""
 
 
+class UnavailableError(RegistryError):
+    """S3 answered with a server-side failure (5xx, throttling) after boto3's own retries."""
+
+
 class ConcurrentUpdateError(RegistryError):
     """An alias that kept changing under us until the retry budget ran out."""
 

@@ -1,4 +1,4 @@
-"""The local side: scanning a model package directory, hashing it, installing a pulled copy.
+"""The local side: scanning a model package directory, hashing it, checking a pull destination.
 
 The registry treats a package as an opaque directory of files; only ``manifest.json`` is read,
 for metadata, and every key in it is optional.
@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
-from approvals.atomic import replace_dir
 from approvals.errors import PackageError
 from approvals.registry.records import FileEntry
 
@@ -84,20 +82,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return data
 
 
-def staging_dir(dest: Path) -> Path:
-    """Create an empty hidden directory beside ``dest`` (same file system, so rename works)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    path = dest.parent / f".{dest.name}.pull-{uuid.uuid4().hex[:12]}"
-    path.mkdir()
-    return path
-
-
-def install(staging: Path, dest: Path) -> None:
-    """Replace ``dest`` by the complete ``staging`` directory, keeping the old copy on failure.
+def check_destination(dest: Path) -> None:
+    """Refuse a pull destination that exists and is not a directory (before any download).
 
     Raises:
         PackageError: When ``dest`` exists and is not a directory.
     """
     if dest.exists() and not dest.is_dir():
         raise PackageError(f"pull destination {dest} exists and is not a directory")
-    replace_dir(staging, dest)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from approvals.registry.errors import NotFoundError, RegistryError
+from approvals.registry.errors import NotFoundError, RegistryError, UnavailableError
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
+_UNAVAILABLE_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,14 @@ def make_client(region: str | None = None) -> S3Client:
 def _code(exc: Exception) -> str:
     response: dict[str, Any] = getattr(exc, "response", {}) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def _server_side(exc: Exception) -> bool:
+    response: dict[str, Any] = getattr(exc, "response", {}) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if _code(exc) in _UNSUPPORTED_CODES:
+        return False
+    return _code(exc) in _UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500)
 
 
 class ObjectStore:
@@ -142,4 +153,6 @@ class ObjectStore:
             return NotFoundError(f"registry bucket {self.bucket!r} does not exist")
         if code in {"AccessDenied", "403", "InvalidAccessKeyId", "ExpiredToken"}:
             return RegistryError(f"access denied to s3://{self.bucket}/{key} ({code})")
+        if _server_side(exc):
+            return UnavailableError(f"S3 request for s3://{self.bucket}/{key} failed: {code}")
         return RegistryError(f"S3 request for s3://{self.bucket}/{key} failed: {code or exc}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,15 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from approvals.atomic import staged_dir
 from approvals.errors import PackageError
 from approvals.registry.errors import IntegrityError, NotFoundError, VersionConflictError
 from approvals.registry.files import (
+    check_destination,
     content_hash,
-    install,
     read_manifest,
     scan_package,
     sha256_bytes,
-    staging_dir,
 )
 from approvals.registry.layout import Layout
 from approvals.registry.names import check_git_sha, check_relative_path, check_version
@@ -145,16 +144,14 @@ class VersionStore:
         Raises:
             NotFoundError: When the version is not published.
             IntegrityError: When a stored file is missing or does not match its hash.
+            PackageError: When ``dest`` exists and is not a directory.
         """
         record = self.show(version)
         _check_record(record)
-        staging = staging_dir(dest)
-        try:
+        check_destination(dest)
+        with staged_dir(dest) as staging:
             for entry in record.files:
                 self._download(entry, staging)
-            install(staging, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return record
 
     def _download(self, entry: FileEntry, staging: Path) -> None:

@@ -1,4 +1,4 @@
-"""Atomic output: every file goes to a temporary directory beside the target, then one rename."""
+"""Atomic output: every file goes to a directory beside the target, then swapped in at once."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def write(sim: Simulation, out_dir: str | os.PathLike[str]) -> Path:
     """Write the simulation's Parquet files and ``manifest.json`` into ``out_dir``.
 
     The files are written into a temporary directory beside ``out_dir`` which then replaces
-    it; if anything fails, a previous ``out_dir`` is left exactly as it was.
+    it (:func:`approvals.atomic.staged_dir`); if anything fails, a previous ``out_dir`` is left
+    exactly as it was.
 
     Args:
         sim: the simulation.

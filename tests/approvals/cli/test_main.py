@@ -10,15 +10,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from approvals.cli.exits import ExitCode
 from approvals.cli.main import main
+
+SCRIPT = Path(sys.executable).with_name("approvals")
+# The console entry point with one fault planted: the gate's comparison raises, as a bug would.
+CRASHING = (
+    "import approvals.evaluation.gate as gate\n"
+    "def compare(*args, **kwargs):\n"
+    "    raise RuntimeError('planted bug')\n"
+    "gate.compare = compare\n"
+    "from approvals.cli.main import main\n"
+    "main()\n"
+)
 
 
 def approvals(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess."""
-    code = "from approvals.cli.main import main; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
-    )
+    """Run the installed console script in a subprocess."""
+    assert SCRIPT.exists(), f"the console script is installed beside python: {SCRIPT}"
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +43,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text("learning_rate: 0.1\nmax_rounds: 200\nmin_data_in_leaf: 50\n")
     done = approvals("train", "--data", str(sim / "attempts.parquet"), "--out", str(root / "model"),
                      "--config", str(config))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    weak = root / "weak.yaml"
+    weak.write_text("max_rounds: 1\nnum_leaves: 2\nstack: false\nrefit: false\n")
+    done = approvals("train", "--data", str(sim / "attempts.parquet"), "--out", str(root / "worse"),
+                     "--config", str(weak))  # fmt: skip
     assert done.returncode == 0, done.stderr
     return root
 
@@ -81,22 +96,59 @@ def test_policy_eval_compares_against_the_oracle(run: Path) -> None:
     assert "uplift/oracle" in done.stdout
 
 
-def test_gate_passes_or_fails_with_exit_codes(run: Path, tmp_path: Path) -> None:
+def test_gate_refuses_a_worse_candidate_with_exit_3(run: Path, tmp_path: Path) -> None:
+    # given a champion and a one-stump candidate trained on the same data
     data = str(run / "sim" / "attempts.parquet")
+    # when the gate compares them on the same attempts
+    report = tmp_path / "gate.json"
+    refused = approvals("gate", "--candidate", str(run / "worse"), "--champion",
+                        str(run / "model"), "--data", data, "--report", str(report))  # fmt: skip
+    # then the candidate must not ship, and that is told apart from a crash
+    assert refused.returncode == ExitCode.GATE_REFUSED, f"refusal is 3: {refused.stderr}"
+    assert "FAIL" in refused.stdout and "Traceback" not in refused.stderr, refused.stdout
+    assert json.loads(report.read_text())["passed"] is False, "report written"
+    same = approvals("gate", "--candidate", str(run / "model"), "--champion", str(run / "model"),
+                     "--data", data)  # fmt: skip
+    assert same.returncode == ExitCode.OK, f"a model is as good as itself: {same.stdout}"
+
+
+def test_gate_refuses_below_absolute_thresholds_with_exit_3(run: Path, tmp_path: Path) -> None:
     strict = tmp_path / "gate.yaml"
     strict.write_text(
         "min_rows: 1\nrelative: {max_log_loss_worsening: 0.0, max_ece_worsening: 0.0}\n"
         "absolute: {max_ece: 0.0001, min_roc_auc: 0.999}\n"
         "segments: {columns: null, min_count: 100, max_log_loss_worsening: 0.0}\n"
     )
-    failed = approvals(
-        "gate", "--candidate", str(run / "model"), "--data", data, "--config", str(strict)
-    )
-    assert failed.returncode == 1, "a candidate below the thresholds must not ship"
+    failed = approvals("gate", "--candidate", str(run / "model"), "--data",
+                       str(run / "sim" / "attempts.parquet"), "--config", str(strict))  # fmt: skip
+    assert failed.returncode == ExitCode.GATE_REFUSED, "below the thresholds: must not ship"
     assert "FAIL" in failed.stdout
-    same = approvals("gate", "--candidate", str(run / "model"), "--champion", str(run / "model"),
-                     "--data", data)  # fmt: skip
-    assert same.returncode == 0, f"a model is as good as itself: {same.stdout}"
+
+
+def test_gate_crash_exits_1_not_3(run: Path) -> None:
+    # given the console entry point with a planted bug in the comparison
+    argv = ["gate", "--candidate", str(run / "model"), "--data",
+            str(run / "sim" / "attempts.parquet")]  # fmt: skip
+    # when the gate runs
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING, *argv], capture_output=True, text=True, check=False
+    )
+    # then the exit code says "unexpected", never "refused", and the traceback is kept
+    assert done.returncode == ExitCode.UNEXPECTED, f"a crash is 1: {done.returncode}"
+    assert "planted bug" in done.stderr and "Traceback" in done.stderr, done.stderr
+
+
+def test_gate_bad_input_exits_2(run: Path, tmp_path: Path) -> None:
+    data = str(run / "sim" / "attempts.parquet")
+    cases = {
+        "missing candidate": ("--candidate", str(tmp_path / "nope"), "--data", data),
+        "missing data": ("--candidate", str(run / "model"), "--data", str(tmp_path / "x.csv")),
+        "unknown option": ("--candidate", str(run / "model"), "--data", data, "--bogus"),
+    }
+    for case, argv in cases.items():
+        done = approvals("gate", *argv)
+        assert done.returncode == ExitCode.USER_ERROR, f"{case}: exit 2, got {done.returncode}"
+        assert "Traceback" not in done.stderr, f"{case}: no traceback for a user mistake"
 
 
 def test_bad_file_exits_2_naming_the_column(run: Path, tmp_path: Path) -> None:

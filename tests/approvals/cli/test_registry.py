@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
+from approvals.cli.exits import ExitCode
 from approvals.cli.main import main
+from approvals.registry import ConcurrentUpdateError, ModelRegistry, UnavailableError
 from approvals.registry.layout import Layout
 
 pytestmark = pytest.mark.servers
@@ -78,13 +81,39 @@ def test_conflicting_publish_exits_2(cli, make_package) -> None:
     assert code == 2 and "immutable" in err, f"conflict explained: {err}"
 
 
-def test_corruption_exits_3(cli, make_package, s3_client: Any, bucket: str, tmp_path) -> None:
+def test_corruption_exits_1_with_one_line(
+    cli, make_package, s3_client: Any, bucket: str, tmp_path
+) -> None:
     cli("publish", str(make_package("v1")), "--json")
     _, out, _ = cli("show", "v1")
     blob = Layout.under("registry/").blob(json.loads(out)["files"][0]["sha256"])
     s3_client.put_object(Bucket=bucket, Key=blob, Body=b"bit rot")
     code, _, err = cli("pull", "v1", "--dest", str(tmp_path / "m"))
-    assert code == 3 and "corrupted" in err, f"corruption has its own exit code: {code} {err}"
+    assert code == ExitCode.UNEXPECTED, f"corruption is not the user's mistake: {code} {err}"
+    assert "corrupted" in err and err.count("\n") == 1, f"one line naming the problem: {err!r}"
+    assert "Traceback" not in err, "an expected failure, explained, not a crash dump"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConcurrentUpdateError("prod/champion kept changing; gave up"),
+        UnavailableError("S3 request failed: SlowDown"),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+    ],
+    ids=["kept-changing", "s3-5xx", "unreachable"],
+)
+def test_unavailable_registry_exits_1_with_one_line(
+    cli, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(ModelRegistry, "promote", unavailable)
+    code, _, err = cli("promote", "v1", "--env", "prod")
+    assert code == ExitCode.UNEXPECTED, f"worth a retry, not a user mistake: {code} {err}"
+    assert err.startswith("error: registry unavailable: "), f"says what happened: {err!r}"
+    assert err.count("\n") == 1, f"one line: {err!r}"
 
 
 def test_missing_bucket_setting_exits_2(cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,6 +136,6 @@ def test_console_script_runs_as_a_process(s3_endpoint: str, bucket: str) -> None
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2, f"exit code 2 from a real process: {done.stderr}"
+    assert done.returncode == ExitCode.USER_ERROR, f"exit code 2 from a process: {done.stderr}"
     assert "Traceback" not in done.stderr, "no traceback for a user mistake"
     assert "not published" in done.stderr, f"the error names the problem: {done.stderr}"

@@ -47,6 +47,29 @@ def test_metrics_agree_with_sklearn(sample: tuple[np.ndarray, np.ndarray]) -> No
     assert metrics.pr_auc(y, p) == pytest.approx(skm.average_precision_score(y, p)), "AP"
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.floats(0, 1, allow_nan=False)), min_size=1, max_size=80)
+)
+def test_losses_equal_the_written_out_formulas(rows: list[tuple[bool, float]]) -> None:
+    # given any labels and probabilities, one class included, certain mistakes included
+    y = np.array([r[0] for r in rows], dtype=np.float64)
+    p = np.array([r[1] for r in rows])
+    # when / then the library's losses equal the definitions the reports have always used
+    clipped = np.clip(p, metrics.EPS, 1 - metrics.EPS)
+    expected = -np.mean(y * np.log(clipped) + (1 - y) * np.log1p(-clipped))
+    assert metrics.log_loss(y, p) == pytest.approx(expected, rel=1e-12, abs=1e-15), "log loss"
+    assert metrics.brier(y, p) == pytest.approx(np.mean((p - y) ** 2), abs=1e-15), "Brier"
+
+
+def test_losses_on_one_class_are_defined() -> None:
+    assert metrics.log_loss([1, 1], [0.5, 0.25]) == pytest.approx(-(math.log(0.5 * 0.25)) / 2)
+    assert metrics.log_loss([0, 0], [0.5, 0.5]) == pytest.approx(math.log(2)), "all declines"
+    assert metrics.brier([0, 0], [0.5, 0.1]) == pytest.approx((0.25 + 0.01) / 2), "Brier"
+    assert math.isnan(metrics.roc_auc([1, 1], [0.5, 0.2])), "ranking undefined: NaN as before"
+    assert math.isnan(metrics.pr_auc([0, 0], [0.5, 0.2])), "AP undefined: NaN as before"
+
+
 def test_ece_of_perfectly_calibrated_bins_is_zero() -> None:
     # given bins whose mean probability equals their observed rate
     y = [1, 0, 1, 1, 1, 0, 0, 0]
