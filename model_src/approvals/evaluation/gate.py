@@ -66,7 +66,7 @@ def load_gate_config(path: str | os.PathLike[str] | None = None) -> GateConfig:
     """Load gate settings (``None``: the packaged ``data/gate.yaml``).
 
     Raises:
-        approvals.decisions.costs.ConfigError: missing, not YAML or invalid file (names the key).
+        approvals.errors.ConfigError: missing, not YAML or invalid file (names the key).
     """
     return read_config(GateConfig, path, DEFAULT_GATE)
 
