@@ -137,3 +137,8 @@ class Approvals:
     async def advise_retry(self, request: AdviseRetryRequest, /) -> AdviseRetryResponse:
         """A declined attempt -> stop, or retry with route, delay and corrections."""
         return await self._http(self.gateway.advise_retry, request)
+
+
+# Inside BentoML's metrics, tracing and timeout middleware, a request meets these in order.
+Approvals.add_asgi_middleware(traffic.JsonBodies)
+Approvals.add_asgi_middleware(traffic.OpenApiErrors, service=Approvals)
