@@ -41,6 +41,9 @@ from approvals.model.trees import CompiledTrees
 from approvals.serving.engine import Engine, Pipeline, min_retry_probability
 
 traffic.install()  # BentoML's HTTP timeout without its 10 s retention of every request
+# BentoML configures a process's logging before it imports the service and has no hook after:
+# here is the only place that reaches the `bentoml serve` process as well as its workers.
+telemetry.json_logging()
 WORKERS = ServingSettings().workers  # read where BentoML reads the service's configuration
 
 

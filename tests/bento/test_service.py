@@ -352,6 +352,46 @@ def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
     assert all(len(r.scores) == 50 for r in results[ADMITTED // 2 :])
 
 
+def test_every_server_log_line_is_json_with_request_ids_and_no_card_data(
+    served: Served, features_redis: RedisServer, package: ModelPackage, test_rows: pd.DataFrame
+) -> None:
+    """Runs after the module's other tests on its server: their traffic (fuzzing, bursts,
+    outages) is in the log too."""
+    secret = {"card_bin": "987654", "card_fingerprint": "fp-7e57-secret", "amount": 4321.98}
+    body = {"attempt": {**attempt_json(test_rows.iloc[0]), **secret}}
+    # given a refused request (BentoML logs it), an answered one and an online store outage
+    refused = post(served, "/score", {**body, "attempt": {**body["attempt"], "mcc": "1"}})
+    assert refused.status_code == 400
+    features_redis.stop()
+    try:  # enough failed reads to open the breaker (threshold 5)
+        assert all(post(served, "/score", body).json()["degraded"] for _ in range(6))
+    finally:
+        features_redis.start()
+        materialize(package.state(), RedisSettings(url=features_redis.url))
+    for _ in range(40):  # until the breaker closes again (cooldown 0.5 s)
+        if not post(served, "/score", body).json()["degraded"]:
+            break
+        threading.Event().wait(0.25)
+    lines = served.log.read_text().splitlines()
+    # then every line is one JSON object with level, logger and message
+    entries = [json.loads(line) for line in lines]
+    assert all(isinstance(e, dict) for e in entries)
+    assert all({"level", "logger", "message", "ts"} <= set(e) for e in entries), entries[:3]
+    loggers = {e["logger"] for e in entries}
+    assert {"bentoml.serve", "approvals.service", "approvals.online"} <= loggers, loggers
+    # and a request's lines name it: trace id, and the span id BentoML answers as request id
+    request_id = refused.headers["x-bentoml-request-id"]
+    mine = [e for e in entries if e.get("span_id") == request_id]
+    assert [e["message"] for e in mine] == ["Exception on /score [POST]"], mine
+    assert mine[0]["level"] == "WARNING" and "exc_info" not in mine[0], "a client error"
+    breaker = [e for e in entries if "circuit breaker" in e["message"]]
+    assert len(breaker) >= 2, "opened, then closed"
+    assert all(re.fullmatch(r"[0-9a-f]{32}", e["trace_id"]) for e in breaker), breaker
+    # and no card data: neither the BIN, the fingerprint nor the amount sent
+    text = served.log.read_text()
+    assert not [v for v in map(str, secret.values()) if v in text], "card data in the log"
+
+
 def test_sigterm_drains_in_flight_requests(
     serving_model: tuple[object, Path], features_redis: RedisServer, test_rows: pd.DataFrame,
     tmp_path: Path,
