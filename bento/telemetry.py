@@ -21,7 +21,9 @@ from functools import cache
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from opentelemetry import trace
+from pydantic import ValidationError
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -109,9 +111,6 @@ class ClientErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Downgrade the record if its exception is the client's; never drops it."""
-        from bentoml.exceptions import BentoMLException
-        from pydantic import ValidationError
-
         exc = record.exc_info[1] if record.exc_info else None
         client = isinstance(exc, ValidationError) or (
             isinstance(exc, BentoMLException) and exc.error_code < 500
