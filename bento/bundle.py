@@ -1,20 +1,26 @@
-"""Build the approvals bento: service code, a model package and serving-only dependencies.
+"""Build the approvals bento: service code, a registered model and serving-only dependencies.
 
-``bentoml build`` only packs files under its build context, and the service needs two things
-from outside ``bento/``: the ``approvals`` library (``model_src/``) and a trained model
-package. So the build context is assembled in a temporary directory:
+First the model package is registered in BentoML's model store as ``approvals:<model_version>``
+(``bentoml.models.create``; kept if that version is there already): the package without its
+training-side feature state (the service reads online features from Redis), plus its trees
+compiled with lleaves for the baseline x86-64 CPU (``compiled/``, verified against the
+booster; the service checks them again and falls back to LightGBM if they do not fit).
+
+``bentoml build`` only packs files under its build context, and the service needs the
+``approvals`` library from outside ``bento/``. So the build context is assembled in a
+temporary directory:
 
 - ``bento/``'s service modules, generated stubs and ``bentofile.yaml``;
-- ``model/``: the model package without its training-side feature state (the service reads
-  online features from Redis), where :data:`config.BAKED_MODEL` finds it, plus its trees
-  compiled with lleaves for the baseline x86-64 CPU (``model/compiled/``, verified against
-  the booster; the service checks them again and falls back to LightGBM if they do not fit);
+- ``serving.env``: ``APPROVALS_MODEL_TAG`` of the registered model, which the service then
+  declares (``service.Approvals.model_ref``), so the bento's manifest names the model and
+  BentoML ships it with the bento;
 - ``wheels/approvals-*.whl``: the library, built with ``uv build``;
 - ``requirements.txt``: the ``serve`` extra pinned from ``uv.lock`` (``uv export``), so no
   training, Pulumi or test package enters the image.
 
 Usage: ``uv run --frozen --all-extras python bento/bundle.py MODEL_DIR`` (``BENTOML_HOME``
-chooses the store); prints the bento tag. ``bentoml containerize TAG`` then builds the image.
+chooses the store); prints the model tag on stderr and the bento tag on stdout.
+``bentoml containerize TAG`` then builds the image.
 """
 
 from __future__ import annotations
@@ -27,20 +33,53 @@ import sys
 import tempfile
 from pathlib import Path
 
+from config import BUILT_SETTINGS, MODEL_NAME
+
 BENTO_DIR = Path(__file__).resolve().parent
 ROOT = BENTO_DIR.parent
 SERVICE_FILES = ("*.py", "bentofile.yaml")
 MODEL_SKIP = ("state", "compiled")  # training-side state; trees are compiled afresh below
+MODEL_SETTINGS = ("APPROVALS_MODEL_DIR", "APPROVALS_MODEL_TAG")  # the build names its own
 
 
-def assemble(model_dir: Path, context: Path) -> Path:
-    """Write the build context for ``model_dir`` into the empty directory ``context``."""
+def register(model_dir: Path) -> str:
+    """Register the package ``model_dir`` in BentoML's model store; returns the model's tag.
+
+    Raises:
+        PackageError: ``model_dir`` is not a loadable model package.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from approvals.model.package import FORMAT_VERSION, ModelPackage
+
+    version = ModelPackage.load(model_dir).model_version
+    tag = f"{MODEL_NAME}:{version}"
+    try:
+        bentoml.models.get(tag)
+    except NotFound:
+        pass
+    else:
+        print(f"model {tag} is in the store already: kept", file=sys.stderr)
+        return tag
+    metadata = {"model_version": version, "format_version": FORMAT_VERSION}
+    with bentoml.models.create(tag, labels={"project": "approvals"}, metadata=metadata) as model:
+        target = Path(model.path)
+        ignore = shutil.ignore_patterns(*MODEL_SKIP, ".*")
+        shutil.copytree(model_dir, target, ignore=ignore, dirs_exist_ok=True)
+        _compile_trees(target)
+        ModelPackage.load(target)  # refuse to register something the service cannot load
+    print(f"model {tag} registered", file=sys.stderr)
+    return tag
+
+
+def assemble(model_tag: str, context: Path) -> Path:
+    """Write the build context of the service serving ``model_tag`` into ``context``."""
     for pattern in SERVICE_FILES:
         for path in BENTO_DIR.glob(pattern):
             shutil.copy2(path, context / path.name)
     shutil.copytree(BENTO_DIR / "approval", context / "approval")
-    shutil.copytree(model_dir, context / "model", ignore=shutil.ignore_patterns(*MODEL_SKIP, ".*"))
-    _compile_trees(context / "model")
+    (context / BUILT_SETTINGS.name).write_text(f"APPROVALS_MODEL_TAG={model_tag}\n")
     uv = _uv()
     _run([uv, "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
     export = [
@@ -52,15 +91,19 @@ def assemble(model_dir: Path, context: Path) -> Path:
 
 
 def build(model_dir: Path) -> str:
-    """Build the bento into the BentoML store (``BENTOML_HOME``); returns its tag.
+    """Register the model and build the bento into the BentoML store (``BENTOML_HOME``);
+    returns the bento's tag.
 
     Raises:
         RuntimeError: a build step failed (with its error output).
     """
+    model_tag = register(model_dir.resolve())
+    env = {k: v for k, v in os.environ.items() if k not in MODEL_SETTINGS}
     with tempfile.TemporaryDirectory(prefix="approvals-bento-") as tmp:
-        context = assemble(model_dir.resolve(), Path(tmp))
+        context = assemble(model_tag, Path(tmp))
         # bentoml refuses files outside its working directory: build from inside the context
-        out = _run([sys.executable, "-m", "bentoml", "build", ".", "--output", "tag"], context)
+        command = [sys.executable, "-m", "bentoml", "build", ".", "--output", "tag"]
+        out = _run(command, context, env)
     tags = [line.split("__tag__:", 1)[1] for line in out.splitlines() if "__tag__:" in line]
     if not tags:
         raise RuntimeError(f"bentoml build printed no tag:\n{out[-2000:]}")
@@ -68,7 +111,7 @@ def build(model_dir: Path) -> str:
 
 
 def _compile_trees(model: Path) -> None:
-    """Compiled trees into the bento's model; without them the service uses LightGBM."""
+    """Compiled trees into the registered model; without them the service uses LightGBM."""
     from approvals.model.trees import compile_trees
 
     try:
@@ -88,8 +131,8 @@ def _uv() -> str:
     raise RuntimeError("uv not found (UV, PATH or .tools/bin/uv): run `make install` first")
 
 
-def _run(args: list[str], cwd: Path = ROOT) -> str:
-    done = subprocess.run(args, cwd=cwd, check=False, capture_output=True, text=True)  # noqa: S603
+def _run(args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(args, cwd=cwd, env=env, check=False, capture_output=True, text=True)  # noqa: S603
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:4])} failed:\n{done.stderr[-3000:]}")
     return done.stdout

@@ -1,4 +1,9 @@
-"""Typed settings of the serving process, read once from the environment at service start."""
+"""Typed settings of the serving process, read once from the environment at service start.
+
+A built bento carries ``serving.env`` beside this module (written by ``bundle.py``): it names
+the model the bento was built with (``APPROVALS_MODEL_TAG``). Variables of the environment
+take precedence over it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BAKED_MODEL = Path(__file__).resolve().parent / "model"
+BUILT_SETTINGS = Path(__file__).resolve().parent / "serving.env"
+MODEL_NAME = "approvals"  # the model's name in BentoML's model store
 MAX_BATCH_SIZE = 2000  # rows; measured in docs/serving.md
 MAX_LATENCY_MS = 1000  # shedding deadline of the batcher; measured in docs/serving.md
 
@@ -16,8 +22,11 @@ class ServingSettings(BaseSettings):
     """How the service runs.
 
     Attributes:
-        model_dir: model package directory (``APPROVALS_MODEL_DIR``); default: the package
-            baked into the bento at ``model/``.
+        model_dir: model package directory (``APPROVALS_MODEL_DIR``): local serving and tests.
+            When set, it is served and ``model_tag`` is not used.
+        model_tag: the model in BentoML's model store (``APPROVALS_MODEL_TAG``,
+            ``approvals:<model_version>``), declared by the service so that a bento names
+            and ships it; a built bento sets it in ``serving.env``.
         grpc_port: gRPC port (``GRPC_PORT``, default 50051).
         grpc_host: gRPC bind address.
         max_inflight: calls admitted at once; beyond, HTTP 429 / gRPC RESOURCE_EXHAUSTED.
@@ -36,9 +45,12 @@ class ServingSettings(BaseSettings):
             only when there is more than one worker): a connection stays with one process.
     """
 
-    model_config = SettingsConfigDict(env_prefix="APPROVALS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="APPROVALS_", frozen=True, extra="ignore", env_file=BUILT_SETTINGS
+    )
 
-    model_dir: Path = BAKED_MODEL
+    model_dir: Path | None = None
+    model_tag: str | None = Field(default=None, pattern=rf"^{MODEL_NAME}:[a-z0-9][-._a-z0-9]*$")
     grpc_port: int = Field(
         default=50051,
         ge=1,

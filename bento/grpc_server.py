@@ -4,7 +4,7 @@ Why a ``grpc.aio`` server inside the BentoML front-end process: the ``@bentoml.s
 serves HTTP only, and BentoML's legacy ``serve-grpc`` needs grpcio 1.62, which the Pulumi SDK's
 grpcio >= 1.68 excludes. Started from the service's startup hook, on the same event loop as the
 HTTP API, the servicer calls the same :class:`~gateway.Gateway` as HTTP does, so both protocols
-share validation, admission, metrics and the adaptive batcher of the scorer service.
+share validation, admission, metrics and the adaptive batcher of the worker process.
 
 Requests are translated field by field (no ``MessageToDict``: it costs more than scoring) into
 the pydantic models of :mod:`schemas`; a validation error becomes ``INVALID_ARGUMENT`` naming

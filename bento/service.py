@@ -6,6 +6,18 @@ share the gRPC port). In a worker, both protocols go through one :class:`~gatewa
 into one adaptive batcher (:mod:`batching`) whose every batch is one Redis read, one feature
 build and one model call. See ``docs/serving.md`` for the design and the measurements behind
 the batching parameters and the worker count.
+
+The model, in one of two modes, checked the same way at load (the package's files and format,
+its compiled trees against the booster, else LightGBM scores):
+
+- **Local** (``bentoml serve service:Approvals`` from ``bento/``, ``make serve``, tests):
+  ``APPROVALS_MODEL_DIR`` names a model package directory; nothing is declared to BentoML.
+- **Model store** (a built bento, or ``APPROVALS_MODEL_TAG`` without ``APPROVALS_MODEL_DIR``):
+  the service declares ``approvals:<model_version>`` as a ``BentoModel`` on its class, so
+  ``bentoml build`` names it in the bento's manifest, and BentoML ships it with the bento and
+  resolves it before the workers start; the service loads the package from the model's
+  directory and refuses one whose version is not the tag's. A bento's ``serving.env``
+  (``bundle.py``) sets the tag; ``APPROVALS_MODEL_DIR`` still overrides it.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from schemas import (
 )
 
 from approvals.decisions.costs import load_costs
+from approvals.errors import PackageError
 from approvals.features.online import OnlineFeatureStore
 from approvals.features.redis_settings import RedisSettings
 from approvals.model.package import ModelPackage
@@ -41,7 +54,10 @@ from approvals.model.trees import CompiledTrees
 from approvals.serving.engine import Engine, Pipeline, min_retry_probability
 
 traffic.install()  # BentoML's HTTP timeout without its 10 s retention of every request
-WORKERS = ServingSettings().workers  # read where BentoML reads the service's configuration
+# BentoML configures a process's logging before it imports the service and has no hook after:
+# here is the only place that reaches the `bentoml serve` process as well as its workers.
+telemetry.json_logging()
+SETTINGS = ServingSettings()  # at import: where BentoML reads the service's configuration
 
 
 class TooManyRequests(BentoMLException):
@@ -52,7 +68,7 @@ class TooManyRequests(BentoMLException):
 
 @bentoml.service(
     name="approvals",
-    workers=WORKERS,
+    workers=SETTINGS.workers,
     traffic={"timeout": 10},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
     # A log line per call costs more CPU than scoring it; /metrics counts every call and
@@ -62,11 +78,19 @@ class TooManyRequests(BentoMLException):
 class Approvals:
     """Score, ScoreBatch, RankRoutes and AdviseRetry over HTTP and gRPC."""
 
+    # The model of the store mode (see the module's docstring); None in the local mode.
+    model_ref = (
+        bentoml.models.BentoModel(SETTINGS.model_tag)
+        if SETTINGS.model_tag and SETTINGS.model_dir is None
+        else None
+    )
+
     def __init__(self) -> None:
         self.settings = ServingSettings()
-        self.package = ModelPackage.load(self.settings.model_dir)
+        self.package = self._load_package()
         telemetry.log_event(
             "model loaded", model_version=self.package.model_version,
+            source=str(self.package.path) if self.model_ref is None else str(self.model_ref.tag),
             trees="compiled" if isinstance(self.package.trees, CompiledTrees) else "lightgbm",
         )  # fmt: skip
         metrics = telemetry.metrics()
@@ -85,6 +109,23 @@ class Approvals:
         )  # fmt: skip
         self.gateway = Gateway(engine, Admission(self.settings.max_inflight), metrics)
         self.grpc: tuple[Any, Any] | None = None
+
+    def _load_package(self) -> ModelPackage:
+        """The package of ``APPROVALS_MODEL_DIR``, else of the declared model.
+
+        Raises:
+            PackageError: no model is configured, or it is not a usable package of the
+                version its tag names.
+        """
+        if self.settings.model_dir is not None:
+            return ModelPackage.load(self.settings.model_dir)
+        if self.model_ref is None:
+            raise PackageError("no model: set APPROVALS_MODEL_DIR or APPROVALS_MODEL_TAG")
+        stored = self.model_ref  # resolved in the bento's model store, or the local one
+        package = ModelPackage.load(stored.path)
+        if package.model_version != stored.tag.version:
+            raise PackageError(f"model {stored.tag} holds version {package.model_version}")
+        return package
 
     @bentoml.on_startup
     async def start_grpc(self) -> None:
@@ -137,3 +178,8 @@ class Approvals:
     async def advise_retry(self, request: AdviseRetryRequest, /) -> AdviseRetryResponse:
         """A declined attempt -> stop, or retry with route, delay and corrections."""
         return await self._http(self.gateway.advise_retry, request)
+
+
+# Inside BentoML's metrics, tracing and timeout middleware, a request meets these in order.
+Approvals.add_asgi_middleware(traffic.JsonBodies)
+Approvals.add_asgi_middleware(traffic.OpenApiErrors, service=Approvals)

@@ -1,21 +1,29 @@
 """Prometheus metrics and structured JSON logs of the service.
 
 Metrics go through ``bentoml.metrics`` so that every worker process of ``bentoml serve``
-(front end and scorer) writes into BentoML's multiprocess registry and ``/metrics`` shows them
-together. Logs carry what an operator needs (call, protocol, outcome, sizes, latency, model
-version) and never a request field: no card fingerprints, BINs, amounts or ids.
+writes into BentoML's multiprocess registry and ``/metrics`` shows them together.
+
+Logs: under ``bentoml serve`` every logger of the process (the service's, BentoML's, uvicorn's,
+circus', the online store's, the trees loader's, gRPC's, Python warnings) writes one JSON
+object a line to stdout (:func:`json_logging`), with the trace and span id of the request
+where there is one. They carry what an operator needs (call, protocol, outcome, sizes,
+latency, model version) and never a request field: no card fingerprints, BINs, amounts or
+ids. Errors refusing a request carry no input either: the request models hide their input
+in validation errors.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BentoMLException
+from opentelemetry import trace
+from pydantic import ValidationError
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -80,36 +88,100 @@ def metrics() -> Metrics:
     )
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's ``fields``."""
+class TraceIds(logging.Filter):
+    """Adds ``trace_id`` and ``span_id`` of the current OpenTelemetry span, where there is one.
 
-    def format(self, record: logging.LogRecord) -> str:
-        """Render the record as JSON."""
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["error"] = record.exc_info[0].__name__
-        return json.dumps(entry, separators=(",", ":"))
+    BentoML opens a span for every HTTP request; its span id is the ``X-BentoML-Request-ID``
+    header of the answer, so a log line of a request names the request. A batch computed for
+    several requests runs in the context of the one that started it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Annotate the record; never drops it."""
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
+        return True
 
 
-@cache
+class ClientErrors(logging.Filter):
+    """BentoML logs every refused request (400, 429) as an ERROR with the traceback of the
+    exception that refused it: keep one WARNING line that names the exception instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Downgrade the record if its exception is the client's; never drops it."""
+        exc = record.exc_info[1] if record.exc_info else None
+        client = isinstance(exc, ValidationError) or (
+            isinstance(exc, BentoMLException) and exc.error_code < 500
+        )
+        if client:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+            record.error = type(exc).__name__
+        return True
+
+
+def json_handler() -> logging.Handler:
+    """A stdout handler writing one JSON object a line: ts, level, logger, message, the
+    record's extra fields, the trace ids of the request and the traceback of an error."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="ts",
+        )
+    )
+    handler.addFilter(TraceIds())
+    handler.addFilter(ClientErrors())
+    return handler
+
+
+def json_logging() -> bool:
+    """Under ``bentoml serve``, make every logger of the process write JSON lines.
+
+    BentoML sets up the logging of each of its processes (one text handler, shared by the root
+    logger and ``bentoml``, ``uvicorn.error`` and ``circus``) before it imports the service, and
+    has no setting for the format; its documentation leaves other formats to Python's logging,
+    configured from the service definition. So, where that handler is found, it is replaced by
+    :func:`json_handler` on the root logger and every logger propagates to it (levels stay as
+    BentoML set them; ``approvals.*`` logs from INFO); elsewhere (``bentoml build``, tests that
+    import the service) nothing changes.
+
+    Returns:
+        True if the process serves and now logs JSON.
+    """
+    from bentoml._internal.log import TraceRecordFilter
+
+    root = logging.getLogger()
+    named = [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    served = False
+    for log in (root, *named):
+        bentoml_handlers = [
+            h for h in log.handlers if any(isinstance(f, TraceRecordFilter) for f in h.filters)
+        ]
+        for handler in bentoml_handlers:
+            log.removeHandler(handler)
+            log.propagate = True
+            served = True
+    if served:
+        root.addHandler(json_handler())
+        logging.getLogger("approvals").setLevel(logging.INFO)
+        logging.captureWarnings(True)
+    return served
+
+
 def logger() -> logging.Logger:
-    """The service logger, writing JSON lines to stderr (configured once per process)."""
-    log = logging.getLogger(LOGGER_NAME)
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return log
+    """The service logger (``approvals.service``); :func:`json_logging` gives it its handler."""
+    return logging.getLogger(LOGGER_NAME)
 
 
 def log_event(message: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one structured event; ``fields`` must hold no request data."""
-    logger().log(level, message, extra={"fields": fields})
+    """Log one structured event; ``fields`` (top-level keys of the JSON line) must hold no
+    request data."""
+    logger().log(level, message, extra=fields)

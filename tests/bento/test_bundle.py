@@ -1,77 +1,159 @@
-"""``bentoml build`` of the real service with a small trained model package."""
+"""``bento/bundle.py`` as ``make bento`` runs it: the model registered in BentoML's model store,
+the real service built into a bento that declares it, and that bento served."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
+import httpx
+import pandas as pd
 import pytest
 import yaml
 
 from approvals.model.package import FILES, ModelPackage
 from approvals.model.train import TrainResult
 from approvals.model.trees import CompiledTrees
-from tests.bento.conftest import BENTO_DIR
+from tests.bento.conftest import BENTO_DIR, attempt_json
+from tests.conftest import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
 
 
-def _bundle() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bundle", BENTO_DIR / "bundle.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@dataclass(frozen=True)
+class Built:
+    """A bento built by ``bundle.py`` into a throwaway BentoML home."""
+
+    home: Path
+    tag: str
+
+    @property
+    def path(self) -> Path:
+        name, version = self.tag.split(":")
+        return self.home / "bentos" / name / version
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a process using this BentoML home (no model settings)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPROVALS_MODEL")}
+        return {**env, "BENTOML_HOME": str(self.home), "BENTOML_DO_NOT_TRACK": "true", **extra}
 
 
 @pytest.fixture(scope="module")
 def built(
     serving_model: tuple[TrainResult, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The bento built into a throwaway BentoML store; returns its directory."""
+) -> Built:
+    """The bento of the serving model, built as ``make bento`` builds it."""
     home = tmp_path_factory.mktemp("bentoml-home")
-    before = os.environ.get("BENTOML_HOME")
-    os.environ["BENTOML_HOME"] = str(home)  # read by the `bentoml build` subprocess
-    try:
-        tag = _bundle().build(serving_model[1])
-    finally:
-        if before is None:
-            del os.environ["BENTOML_HOME"]
-        else:
-            os.environ["BENTOML_HOME"] = before
-    name, version = tag.split(":")
-    return home / "bentos" / name / version
+    empty = Built(home, "")
+    command = [sys.executable, str(BENTO_DIR / "bundle.py"), str(serving_model[1])]
+    done = subprocess.run(command, env=empty.env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Built(home, done.stdout.strip().splitlines()[-1])
 
 
-def test_the_bento_holds_the_service_and_the_model_package(built: Path) -> None:
-    manifest = yaml.safe_load((built / "bento.yaml").read_text())
-    assert manifest["service"] == "service:Approvals"
-    sources = {p.name for p in (built / "src").iterdir()}
-    assert {"service.py", "gateway.py", "grpc_server.py", "batching.py", "approval"} <= sources
-    assert "bundle.py" not in sources, "the build script stays out of the image"
-    model = built / "src" / "model"
+def test_the_model_is_registered_in_the_store(built: Built, package: ModelPackage) -> None:
+    # then `bentoml models list` names the package's version
+    listed = subprocess.run(
+        [sys.executable, "-m", "bentoml", "models", "list", "-o", "json"],
+        env=built.env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    tags = [m["tag"] for m in json.loads(listed.stdout)]
+    assert tags == [f"approvals:{package.model_version}"], tags
+    # and the stored model is the serving package: no training-side state, compiled trees
+    model = built.home / "models" / "approvals" / package.model_version
     assert all((model / f).is_file() for f in FILES), "a loadable model package"
     assert not (model / "state").exists(), "no training-side feature state in the image"
-    # the trees compiled for the baseline x86-64 CPU, and the service's loader accepts them
     assert (model / "compiled" / "trees.o").is_file()
-    package = ModelPackage.load(model)
-    assert isinstance(package.trees, CompiledTrees), "the bento's compiled trees are used"
-    assert package.trees.meta["target_cpu"] == "x86-64"
-    wheels = [p.name for p in (built / "env" / "python" / "wheels").iterdir()]
+    stored = ModelPackage.load(model)
+    assert isinstance(stored.trees, CompiledTrees), "the compiled trees are used"
+    assert stored.trees.meta["target_cpu"] == "x86-64"
+
+
+def test_the_bento_holds_the_service_and_declares_the_model(
+    built: Built, package: ModelPackage
+) -> None:
+    manifest = yaml.safe_load((built.path / "bento.yaml").read_text())
+    assert manifest["service"] == "service:Approvals"
+    # then the service's entry of the manifest names the model version it serves
+    (service,) = manifest["services"]
+    assert [m["tag"] for m in service["models"]] == [f"approvals:{package.model_version}"]
+    sources = {p.name for p in (built.path / "src").iterdir()}
+    assert {"service.py", "gateway.py", "grpc_server.py", "batching.py", "approval"} <= sources
+    assert "bundle.py" not in sources, "the build script stays out of the image"
+    assert "model" not in sources, "the model comes from the store, not the sources"
+    settings = (built.path / "src" / "serving.env").read_text()
+    assert settings == f"APPROVALS_MODEL_TAG=approvals:{package.model_version}\n"
+    wheels = [p.name for p in (built.path / "env" / "python" / "wheels").iterdir()]
     assert any(re.fullmatch(r"approvals-.*\.whl", w) for w in wheels), wheels
 
 
-def test_the_bento_requirements_are_serving_only(built: Path) -> None:
-    lines = (built / "env" / "python" / "requirements.txt").read_text().splitlines()
+def test_the_bento_requirements_are_serving_only(built: Built) -> None:
+    lines = (built.path / "env" / "python" / "requirements.txt").read_text().splitlines()
     names = {re.split(r"[=<>\[ ;]", ln.strip(), maxsplit=1)[0].lower() for ln in lines if ln}
     names.discard("")
     names = {n for n in names if not n.startswith(("#", "-", "./"))}
     # then everything the service imports is pinned, and nothing of training, infra or tests
     assert {"bentoml", "lightgbm", "lleaves", "numpy", "redis", "grpcio", "pydantic"} <= names
+    assert "python-json-logger" in names, "the service's JSON logs"
     assert not [n for n in names if n.startswith(TRAINING_ONLY)], sorted(names)
     pinned = [ln for ln in lines if ln and not ln.startswith(("#", " ", "./", "-"))]
     assert all("==" in ln for ln in pinned), "every requirement pinned from uv.lock"
+
+
+@pytest.fixture
+def served_bento(
+    built: Built, features_redis: RedisServer, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    """``bentoml serve TAG`` of the built bento (no model directory); its URL and log."""
+    http_port, log = free_port(), tmp_path / "serve.log"
+    env = built.env(APPROVALS_REDIS_URL=features_redis.url, GRPC_PORT=str(free_port()))
+    command = [sys.executable, "-m", "bentoml", "serve", built.tag, "--port", str(http_port)]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1"], cwd=tmp_path, env=env, stdout=sink,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        _wait_ready(proc, url, log)
+        yield url, log
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"the bento did not become ready:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.servers
+def test_serving_the_bento_loads_the_declared_model(
+    served_bento: tuple[str, Path], package: ModelPackage, test_rows: pd.DataFrame
+) -> None:
+    url, log = served_bento
+    # when the built bento is served and called
+    answer = httpx.post(f"{url}/score", json={"attempt": attempt_json(test_rows.iloc[0])})
+    # then it answers with the declared model, loaded from the store with its compiled trees
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == package.model_version
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    (loaded,) = [e for e in entries if e["message"] == "model loaded"]
+    assert loaded["source"] == f"approvals:{package.model_version}", loaded
+    assert loaded["trees"] == "compiled", loaded

@@ -7,7 +7,10 @@ test starts and stops one of its own.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +36,13 @@ from tests.conftest import RedisServer
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 BURST = 60
 ADMITTED = 32  # APPROVALS_MAX_INFLIGHT of the module's server
+FUZZED_EXAMPLES = 25  # per operation; the coverage phase adds its own cases
+OPENAPI_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
 
 
 @pytest.fixture(scope="module")
@@ -234,38 +244,54 @@ def test_openapi_documents_optional_answer_fields_as_nullable(served: Served) ->
         assert "anyOf" not in fields[name], f"{name} keeps JSON Schema's null type"
 
 
-def test_openapi_fuzzing_finds_no_server_error_or_schema_violation(served: Served) -> None:
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import response_schema_conformance
+def test_schemathesis_run_finds_no_server_error_or_undeclared_answer(
+    served: Served, tmp_path: Path
+) -> None:
+    """``schemathesis run`` as a new user runs it: its CLI, default phases (examples, coverage,
+    fuzzing; the coverage phase sends malformed Content-Types, bodies and methods)."""
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")), "run", f"{served.http}/docs.json",
+        "--checks", ",".join(OPENAPI_CHECKS), "--max-examples", str(FUZZED_EXAMPLES),
+        "--report", "json", "--report-json-path", str(tmp_path / "run.json"), "--no-color",
+    ]  # fmt: skip
+    # the CLI, not @schema.parametrize(): schemathesis 4.32's pytest plugin needs pytest < 9.2
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    run = json.loads((tmp_path / "run.json").read_text())
+    shown = done.stdout[-4000:]
+    # then every operation was tested in the coverage and fuzzing phases, and no request got a
+    # server error or an answer whose status, media type or body the document does not declare
+    assert run["operations"]["tested"] == run["operations"]["total"] == 8, shown
+    assert run["phases"]["coverage"]["status"] == "success", shown
+    assert run["phases"]["fuzzing"]["status"] == "success", shown
+    assert run["failures"] == [] and run["errors"] == [], shown
+    assert done.returncode == 0, shown
 
-    schema = schemathesis.openapi.from_url(f"{served.http}/docs.json")
-    schema = schema.include(path_regex="^/(score|score_batch|rank_routes|advise_retry)$")
 
-    @schemathesis.check
-    def answers_conform(ctx: object, response: object, case: object) -> bool | None:
-        # BentoML documents its 400 body as {"detail": string} but sends pydantic's error
-        # list; answers (2xx) must match our schema exactly, errors must only not be 5xx.
-        if response.status_code < 400:  # type: ignore[attr-defined]
-            return response_schema_conformance(ctx, response, case)  # type: ignore[arg-type]
-        return None
-
-    checks = [not_a_server_error, answers_conform]
-    tested = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-
-        @settings(
-            max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )
-        @given(case=operation.as_strategy())
-        def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(base_url=served.http, checks=checks)
-
-        check()
-        tested += 1
-    assert tested == 4, "every API operation was fuzzed"
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "problem"),
+    [
+        ({"Content-Type": "multipart/form-data"}, b"{}", 415, "multipart/form-data"),
+        ({"Content-Type": "text/plain"}, b"{}", 415, "text/plain"),
+        ({"Content-Type": "application/json; charset=latin-1"}, b"{}", 415, "charset"),
+        ({"Content-Type": "application/json"}, b"", 400, "body is empty"),
+        ({}, b"", 400, "body is empty"),
+        ({"Content-Type": "application/json"}, b"card=4111", 400, "Invalid JSON"),
+        ({"Content-Type": "application/json"}, b"[]", 400, "should be an object"),
+    ],
+)
+def test_bodies_that_are_not_json_are_refused_naming_the_problem(
+    served: Served, headers: dict[str, str], body: bytes, status: int, problem: str
+) -> None:
+    for path in ("/score", "/score_batch", "/rank_routes", "/advise_retry"):
+        # when a request's body is not JSON, or not declared as JSON
+        answer = httpx.post(f"{served.http}{path}", content=body, headers=headers, timeout=10)
+        # then it is refused with a JSON error that names the problem, never 500
+        assert answer.status_code == status, f"{path}: {answer.status_code} {answer.text}"
+        assert answer.headers["content-type"] == "application/json", path
+        assert problem in answer.text, f"{path}: {answer.text}"
+        assert "4111" not in answer.text, "the body is not echoed"
 
 
 def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
@@ -324,6 +350,46 @@ def test_burst_above_capacity_gets_429_or_resource_exhausted_never_5xx(
     assert waiting == ADMITTED, "the refusals came before the admitted calls were answered"
     assert [r.status_code for r in results[: ADMITTED // 2]] == [200] * (ADMITTED // 2)
     assert all(len(r.scores) == 50 for r in results[ADMITTED // 2 :])
+
+
+def test_every_server_log_line_is_json_with_request_ids_and_no_card_data(
+    served: Served, features_redis: RedisServer, package: ModelPackage, test_rows: pd.DataFrame
+) -> None:
+    """Runs after the module's other tests on its server: their traffic (fuzzing, bursts,
+    outages) is in the log too."""
+    secret = {"card_bin": "987654", "card_fingerprint": "fp-7e57-secret", "amount": 4321.98}
+    body = {"attempt": {**attempt_json(test_rows.iloc[0]), **secret}}
+    # given a refused request (BentoML logs it), an answered one and an online store outage
+    refused = post(served, "/score", {**body, "attempt": {**body["attempt"], "mcc": "1"}})
+    assert refused.status_code == 400
+    features_redis.stop()
+    try:  # enough failed reads to open the breaker (threshold 5)
+        assert all(post(served, "/score", body).json()["degraded"] for _ in range(6))
+    finally:
+        features_redis.start()
+        materialize(package.state(), RedisSettings(url=features_redis.url))
+    for _ in range(40):  # until the breaker closes again (cooldown 0.5 s)
+        if not post(served, "/score", body).json()["degraded"]:
+            break
+        threading.Event().wait(0.25)
+    lines = served.log.read_text().splitlines()
+    # then every line is one JSON object with level, logger and message
+    entries = [json.loads(line) for line in lines]
+    assert all(isinstance(e, dict) for e in entries)
+    assert all({"level", "logger", "message", "ts"} <= set(e) for e in entries), entries[:3]
+    loggers = {e["logger"] for e in entries}
+    assert {"bentoml.serve", "approvals.service", "approvals.online"} <= loggers, loggers
+    # and a request's lines name it: trace id, and the span id BentoML answers as request id
+    request_id = refused.headers["x-bentoml-request-id"]
+    mine = [e for e in entries if e.get("span_id") == request_id]
+    assert [e["message"] for e in mine] == ["Exception on /score [POST]"], mine
+    assert mine[0]["level"] == "WARNING" and "exc_info" not in mine[0], "a client error"
+    breaker = [e for e in entries if "circuit breaker" in e["message"]]
+    assert len(breaker) >= 2, "opened, then closed"
+    assert all(re.fullmatch(r"[0-9a-f]{32}", e["trace_id"]) for e in breaker), breaker
+    # and no card data: neither the BIN, the fingerprint nor the amount sent
+    text = served.log.read_text()
+    assert not [v for v in map(str, secret.values()) if v in text], "card data in the log"
 
 
 def test_sigterm_drains_in_flight_requests(
