@@ -14,7 +14,7 @@ import yaml
 from approvals.model.package import FILES, ModelPackage
 from approvals.model.train import TrainResult
 from approvals.model.trees import CompiledTrees
-from tests.bento.conftest import BENTO_DIR
+from dev.stack import BENTO_DIR
 
 pytestmark = pytest.mark.slow
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
