@@ -33,7 +33,7 @@ def attempt_json(row: pd.Series) -> dict[str, object]:
 def attempt_message(row: pd.Series) -> Any:
     """One contract row (labels dropped) as an ``approval.v1.Attempt``."""
     pb, _ = grpc_stubs()
-    fields = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    fields = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
     when = pd.Timestamp(fields.pop("event_time")).tz_localize("UTC").to_pydatetime()
     for name in OPTIONAL:
         if fields.get(name) is None or (isinstance(fields.get(name), float)):

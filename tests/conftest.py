@@ -76,10 +76,17 @@ SERVING_CONFIG = TrainConfig(learning_rate=0.1, max_rounds=200, min_data_in_leaf
 
 
 @pytest.fixture(scope="session")
-def serving_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path]:
-    """A model trained once on 12k factory attempts, and its package directory."""
-    data = validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
-    result = train(data, SERVING_CONFIG)
+def small_data() -> pd.DataFrame:
+    """12k labelled attempts over 30 days from the test factory (not the simulator)."""
+    return validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
+
+
+@pytest.fixture(scope="session")
+def serving_model(
+    small_data: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainResult, Path]:
+    """A model trained once on ``small_data``, and its package directory."""
+    result = train(small_data, SERVING_CONFIG)
     return result, save_result(result, tmp_path_factory.mktemp("serving") / "package")
 
 
