@@ -69,7 +69,8 @@ def foreground_stack(workdir: Path) -> LocalStack:
 
 def serve_foreground() -> int:
     """Serve until Ctrl-C or SIGTERM, then stop gracefully; the service's exit code."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job ignores it
+        signal.signal(signum, _interrupt)
     with tempfile.TemporaryDirectory(prefix="approvals-serve-") as tmp:
         stack = foreground_stack(Path(tmp))
         try:
