@@ -50,11 +50,11 @@ fmt: install ## format and autofix
 
 .PHONY: demo
 demo: install redis-bin ## simulate, train, evaluate, policy-eval, gate; then serve and call it over HTTP and gRPC
-	DEMO_DIR=$(DEMO_DIR) $(RUN) python -m dev.demo
+	DEMO_DIR=$(DEMO_DIR) $(RUN) python -m dev demo
 
 .PHONY: serve
 serve: install redis-bin ## serve in the foreground: HTTP :3000, gRPC :50051 (HTTP_PORT, GRPC_PORT, REDIS_URL, MODEL_DIR)
-	DEMO_DIR=$(DEMO_DIR) $(RUN) python -m dev.local
+	DEMO_DIR=$(DEMO_DIR) $(RUN) python -m dev serve
 
 MODEL_DIR ?= $(DEMO_DIR)/model
 
@@ -82,7 +82,7 @@ infra-preview: install ## preview one stack with the policy pack (needs Pulumi C
 
 .PHONY: quality
 quality: install ## the README's model-quality figures: 1M simulated payments, train, evaluate vs the oracle
-	DEMO_DIR=.quality DEMO_PAYMENTS=1000000 DEMO_SEED=7 DEMO_SERVE=0 $(RUN) python -m dev.demo
+	DEMO_DIR=.quality DEMO_PAYMENTS=1000000 DEMO_SEED=7 DEMO_SERVE=0 $(RUN) python -m dev demo
 
 .PHONY: clean
 clean: ## remove generated data, models and reports (keeps .venv)

@@ -15,40 +15,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
-import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bento"))
-sys.path.insert(0, str(ROOT))
-
-from approval.v1 import approval_pb2 as pb  # noqa: E402
-from approval.v1 import approval_pb2_grpc as pb_grpc  # noqa: E402
-
-from approvals import features  # noqa: E402
-from approvals.contract import read_attempts  # noqa: E402
-from approvals.features.materialize import materialize  # noqa: E402
-from approvals.features.redis_settings import RedisSettings  # noqa: E402
-from approvals.features.state import build_state  # noqa: E402
-from approvals.model.package import ModelPackage  # noqa: E402
-from approvals.model.trees import RawTrees, compile_trees  # noqa: E402
-from tests.bento.clients import attempt_message  # noqa: E402
-from tests.bento.conftest import attempt_json  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from approvals import features
+from approvals.contract import read_attempts
+from approvals.features.state import build_state
+from approvals.model.package import ModelPackage
+from approvals.model.trees import RawTrees, compile_trees
+from dev.requests import attempt_json, attempt_message
+from dev.stack import LocalStack
+from dev.stubs import grpc_stubs
 
 CALL_TIMEOUT_S = 5.0
 RATES = (100, 300, 600)
@@ -160,9 +148,9 @@ class Clients:
 
     http: aiohttp.ClientSession
     base: str
-    stub: pb_grpc.ApprovalServiceStub
+    stub: Any  # approval.v1 ApprovalServiceStub
     bodies: list[dict[str, object]]
-    messages: list[pb.ScoreRequest]
+    messages: list[Any]  # approval.v1 ScoreRequest
 
     async def score_http(self, i: int) -> bool:
         body = self.bodies[i % len(self.bodies)]
@@ -199,6 +187,7 @@ def server_cpu_s(pid: int) -> float:
 async def latency_table(
     base: str, target: str, rows: list, seconds: float, pid: int, rates: tuple[int, ...]
 ) -> None:
+    pb, pb_grpc = grpc_stubs()
     timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=1000)
     async with (
@@ -245,6 +234,7 @@ async def batch_throughput(
     channels do not share one): like separate backend instances, each with its connection
     to the service, which the kernel spreads over the worker processes.
     """
+    pb, pb_grpc = grpc_stubs()
     request = pb.ScoreBatchRequest(attempts=[attempt_message(r) for r in rows[:1000]])
     outcome = Outcome()
     options = [("grpc.use_local_subchannel_pool", 1)]
@@ -255,7 +245,7 @@ async def batch_throughput(
             await stub.ScoreBatch(request, timeout=30)  # connected and warm
         deadline = time.perf_counter() + seconds
 
-        async def client(stub: pb_grpc.ApprovalServiceStub) -> None:
+        async def client(stub: Any) -> None:
             while time.perf_counter() < deadline:
                 start = time.perf_counter()
                 try:
@@ -282,46 +272,6 @@ async def batch_throughput(
     print(
         f"  vs raw Booster.predict in batches on one core ({1e6 / floor_us:,.0f} rows/s in this run): {rate * floor_us / 1e6:.2f} x"
     )
-
-
-@contextlib.contextmanager
-def process_group(args: list[str], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process in its own group, terminated (then killed) on the way out."""
-    proc = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bentoml serve exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise SystemExit(f"service not ready within {timeout}s")
-
-
-def wait_redis(url: str, timeout: float = 20) -> None:
-    import redis
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(redis.RedisError):
-            if redis.Redis.from_url(url, socket_timeout=1).ping():
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"redis at {url} not answering within {timeout}s")
 
 
 def main() -> None:
@@ -361,67 +311,28 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
     x = features.matrix(counts, features.frame_columns(requests), package.spec)
     floor_us = model_floor(package, x[:1000])
 
-    with (
-        tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,
-        contextlib.ExitStack() as stack,
-    ):
-        url = args.redis_url
-        if url is None:
-            port = free_port()
-            redis_bin = shutil.which("redis-server") or "redis-server"
-            redis_args = [
-                redis_bin,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                tmp,
-            ]
-            stack.enter_context(process_group(redis_args, stdout=subprocess.DEVNULL))
-            url = f"redis://127.0.0.1:{port}/0"
-            wait_redis(url)
-        materialize(state, RedisSettings(url=url))
-        http_port, grpc_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp:
         env = {
-            **os.environ,
-            "APPROVALS_MODEL_DIR": str(served_model),
-            "APPROVALS_REDIS_URL": url,
             "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
-            "GRPC_PORT": str(grpc_port),
             "APPROVALS_WORKERS": str(args.workers),
-            "BENTOML_HOME": str(Path(tmp) / "bentoml"),
-            "BENTOML_DO_NOT_TRACK": "true",
         }
-        serve = [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:Approvals",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(http_port),
-        ]
-        log = stack.enter_context((Path(tmp) / "serve.log").open("wb"))
-        proc = stack.enter_context(
-            process_group(serve, cwd=ROOT / "bento", env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
-        base = f"http://127.0.0.1:{http_port}"
-        wait_ready(base, proc)
-        rows = [r for _, r in requests.iterrows()]
-        target = f"127.0.0.1:{grpc_port}"
-        # the overload rate last: it leaves the batcher's latency model inflated for a while
-        asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[:-1]))
-        asyncio.run(batch_throughput(target, rows, args.seconds, proc.pid, floor_us))
-        if args.workers > 1:  # one connection is served by one worker process
-            asyncio.run(
-                batch_throughput(target, rows, args.seconds, proc.pid, floor_us, connections=1)
-            )
-        asyncio.run(latency_table(base, target, rows, args.seconds, proc.pid, RATES[-1:]))
+        stack = LocalStack(
+            Path(tmp), model_dir=served_model, redis_url=args.redis_url, state=state, env=env,
+            log=Path(tmp) / "serve.log",
+        )  # fmt: skip
+        with stack:
+            measure(stack, [r for _, r in requests.iterrows()], args, floor_us)
+
+
+def measure(stack: LocalStack, rows: list, args: argparse.Namespace, floor_us: float) -> None:
+    """Latency at each rate and protocol, then ScoreBatch throughput, against the stack."""
+    base, target, pid = stack.service.http, stack.service.grpc, stack.service.proc.pid
+    # the overload rate last: it leaves the batcher's latency model inflated for a while
+    asyncio.run(latency_table(base, target, rows, args.seconds, pid, RATES[:-1]))
+    asyncio.run(batch_throughput(target, rows, args.seconds, pid, floor_us))
+    if args.workers > 1:  # one connection is served by one worker process
+        asyncio.run(batch_throughput(target, rows, args.seconds, pid, floor_us, connections=1))
+    asyncio.run(latency_table(base, target, rows, args.seconds, pid, RATES[-1:]))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dev.local import BENTO_DIR, Service
+from dev.stack import Service
+from dev.stubs import grpc_stubs
 
 LABELS = ("approved", "response_code")
 
@@ -51,11 +51,7 @@ def grpc_calls(service: Service, attempts: list[dict[str, Any]], routes: list[st
     """The same calls over gRPC with the generated ``approval.v1`` stubs."""
     import grpc
 
-    if str(BENTO_DIR) not in sys.path:
-        sys.path.insert(0, str(BENTO_DIR))
-    from approval.v1 import approval_pb2 as pb
-    from approval.v1 import approval_pb2_grpc as rpc
-
+    pb, rpc = grpc_stubs()
     with grpc.insecure_channel(service.grpc) as channel:
         stub = rpc.ApprovalServiceStub(channel)
         messages = [_message(pb, a) for a in attempts]

@@ -91,28 +91,30 @@ def summary(paths: dict[str, Path]) -> str:
 def online(paths: dict[str, Path], root: Path) -> None:
     """Build the bento, materialize features into Redis, serve it, call it over HTTP and gRPC."""
     from dev import calls as demo_calls
-    from dev import local
+    from dev.local import build_bento
+    from dev.stack import LocalStack, state_of
 
     data = paths["sim"] / "attempts.parquet"
     workdir = root / "serve"
     workdir.mkdir(parents=True, exist_ok=True)
     print("\n== bento: bento/bundle.py (service, model package, serving-only deps)", flush=True)
     start = time.monotonic()
-    tag = local.build_bento(paths["model"], workdir / "bentoml")
+    tag = build_bento(paths["model"], workdir / "bentoml")
     print(f"built {tag} in BENTOML_HOME={workdir / 'bentoml'}", flush=True)
     print(f"   ({time.monotonic() - start:.1f}s)", flush=True)
     print(f"\n== serve: redis-server, materialize, bentoml serve {tag} (HTTP + gRPC)", flush=True)
-    with local.redis(workdir) as url:
-        local.materialize_data(data, url)
-        service = local.start_service(None, url, workdir, log=workdir / "serve.log", bento=tag)
-        try:
-            print(f"serving on {service.http} (HTTP) and {service.grpc} (gRPC)", flush=True)
-            attempts, routes = demo_calls.request_attempts(data)
-            demo_calls.http_calls(service, attempts, routes)
-            demo_calls.grpc_calls(service, attempts, routes)
-        finally:
-            code = service.stop()
-            print(f"\nservice stopped gracefully (exit code {code}); log: {workdir}/serve.log")
+    log = workdir / "serve.log"
+    stack = LocalStack(workdir, bento=tag, state=state_of(data), log=log,
+                       redis_url=os.environ.get("REDIS_URL") or None)  # fmt: skip
+    try:
+        service = stack.start().service
+        print(f"serving on {service.http} (HTTP) and {service.grpc} (gRPC)", flush=True)
+        attempts, routes = demo_calls.request_attempts(data)
+        demo_calls.http_calls(service, attempts, routes)
+        demo_calls.grpc_calls(service, attempts, routes)
+    finally:
+        code = stack.stop()
+        print(f"\nservice stopped gracefully (exit code {code}); log: {log}")
 
 
 def main() -> None:

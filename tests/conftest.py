@@ -1,17 +1,17 @@
 """Shared test harness: real servers on free ports, started once per session.
 
 - ``redis_url``: ``REDIS_URL`` when set, otherwise a throwaway ``redis-server`` on a free port.
+- ``own_redis``, ``features_redis``: redis-servers that tests may stop and start again.
 - ``s3_endpoint``: moto's standalone server (a real HTTP S3 endpoint) on a free port.
+
+The servers are :mod:`dev`'s, the same that ``make serve`` and the benchmark run.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,60 +23,9 @@ from approvals.features.materialize import materialize
 from approvals.features.redis_settings import RedisSettings
 from approvals.model.package import ModelPackage
 from approvals.model.train import TrainConfig, TrainResult, save_result, train
-from dev.local import free_port
+from dev.processes import free_port, wait_for_port
+from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
-
-
-def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
-    """Block until something accepts TCP connections on the port, or fail the test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"nothing listened on {host}:{port} within {timeout}s")
-
-
-class RedisServer:
-    """A throwaway redis-server process that a test may stop and start again."""
-
-    def __init__(self, tmp: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server not on PATH: run `make test` (it installs one)")
-        self.binary, self.tmp, self.port = binary, tmp, free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.tmp),
-            "--enable-debug-command",  # DEBUG SLEEP lets a test hold requests in flight
-            "local",
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture(scope="session")
@@ -85,19 +34,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server.url
-    server.stop()
+    with RedisServer(tmp_path_factory.mktemp("redis"), debug_command=True) as server:
+        yield server.url
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server owned by one test (for tests that stop it on purpose)."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer(tmp_path, debug_command=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -131,10 +76,17 @@ SERVING_CONFIG = TrainConfig(learning_rate=0.1, max_rounds=200, min_data_in_leaf
 
 
 @pytest.fixture(scope="session")
-def serving_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path]:
-    """A model trained once on 12k factory attempts, and its package directory."""
-    data = validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
-    result = train(data, SERVING_CONFIG)
+def small_data() -> pd.DataFrame:
+    """12k labelled attempts over 30 days from the test factory (not the simulator)."""
+    return validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
+
+
+@pytest.fixture(scope="session")
+def serving_model(
+    small_data: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainResult, Path]:
+    """A model trained once on ``small_data``, and its package directory."""
+    result = train(small_data, SERVING_CONFIG)
     return result, save_result(result, tmp_path_factory.mktemp("serving") / "package")
 
 
@@ -155,8 +107,6 @@ def features_redis(
     tmp_path_factory: pytest.TempPathFactory, package: ModelPackage
 ) -> Iterator[RedisServer]:
     """A redis-server holding the package's feature state (tests may stop and restart it)."""
-    server = RedisServer(tmp_path_factory.mktemp("features-redis"))
-    server.start()
-    materialize(package.state(), RedisSettings(url=server.url))
-    yield server
-    server.stop()
+    with RedisServer(tmp_path_factory.mktemp("features-redis"), debug_command=True) as server:
+        materialize(package.state(), RedisSettings(url=server.url))
+        yield server

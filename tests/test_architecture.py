@@ -131,3 +131,15 @@ def test_the_wheel_ships_the_library_only() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wheel = config["tool"]["hatch"]["build"]["targets"]["wheel"]
     assert wheel["packages"] == ["model_src/approvals"], wheel
+
+
+def test_no_code_edits_sys_path() -> None:
+    """Given the project's Python outside infra/ (Pulumi runs its program from its own folder),
+    no module inserts into ``sys.path``: packaging and pytest's ``pythonpath`` do that."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("model_src", "bento", "dev", "bench", "tests")
+        for path in (ROOT / folder).rglob("*.py")
+        if "sys.path.insert" in path.read_text() and path != Path(__file__)
+    ]
+    assert not offenders, f"sys.path edited in: {offenders}"

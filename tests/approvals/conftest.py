@@ -1,4 +1,4 @@
-"""Fixtures of the ``approvals`` tests: small data, a trained package, registry buckets (moto)."""
+"""Fixtures of the ``approvals`` tests: the session's trained package, registry buckets (moto)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pandas as pd
 import pytest
 from botocore.config import Config
 
-from approvals.contract import validate_frame
-from approvals.model.train import TrainConfig, TrainResult, save_result, train
+from approvals.model.train import TrainResult
 from approvals.registry import ModelRegistry
-from tests.approvals.factories import random_attempts
+from tests.conftest import SERVING_CONFIG
 
-SMALL_CONFIG = TrainConfig(learning_rate=0.1, max_rounds=300, min_data_in_leaf=50, threads=2)
-
-
-@pytest.fixture(scope="session")
-def small_data() -> pd.DataFrame:
-    """12k labelled attempts over 30 days from the test factory (not the simulator)."""
-    return validate_frame(random_attempts(12_000, seed=11, days=30), labels=True)
+# The serving tests' config: one model trained per session serves both (early stopping ends
+# this data's training far below either round cap, so a larger cap gave the same model).
+SMALL_CONFIG = SERVING_CONFIG
 
 
 @pytest.fixture(scope="session")
-def trained(small_data: pd.DataFrame) -> TrainResult:
-    """A model trained once per test session on ``small_data``."""
-    return train(small_data, SMALL_CONFIG)
+def trained(serving_model: tuple[TrainResult, Path]) -> TrainResult:
+    """The model trained once per test session on ``small_data`` (``SMALL_CONFIG``)."""
+    return serving_model[0]
 
 
 @pytest.fixture(scope="session")
-def package_dir(trained: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def package_dir(serving_model: tuple[TrainResult, Path]) -> Path:
     """The trained model written as a package directory."""
-    return save_result(trained, tmp_path_factory.mktemp("model") / "package")
+    return serving_model[1]
 
 
 PackageFactory = Callable[..., Path]

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,9 @@ import yaml
 from approvals.model.package import FILES, ModelPackage
 from approvals.model.train import TrainResult
 from approvals.model.trees import CompiledTrees
-from tests.bento.conftest import BENTO_DIR, attempt_json
-from tests.conftest import RedisServer, free_port
+from dev.redis_server import RedisServer
+from dev.requests import attempt_json
+from dev.stack import BENTO_DIR, LocalStack
 
 pytestmark = pytest.mark.slow
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
@@ -52,7 +51,7 @@ def built(
     serving_model: tuple[TrainResult, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Built:
     """The bento of the serving model, built as ``make bento`` builds it."""
-    home = tmp_path_factory.mktemp("bentoml-home")
+    home = tmp_path_factory.mktemp("bento-build") / "bentoml"  # LocalStack serves from here
     empty = Built(home, "")
     command = [sys.executable, str(BENTO_DIR / "bundle.py"), str(serving_model[1])]
     done = subprocess.run(command, env=empty.env(), capture_output=True, text=True, check=False)
@@ -114,33 +113,16 @@ def served_bento(
     built: Built, features_redis: RedisServer, tmp_path: Path
 ) -> Iterator[tuple[str, Path]]:
     """``bentoml serve TAG`` of the built bento (no model directory); its URL and log."""
-    http_port, log = free_port(), tmp_path / "serve.log"
-    env = built.env(APPROVALS_REDIS_URL=features_redis.url, GRPC_PORT=str(free_port()))
-    command = [sys.executable, "-m", "bentoml", "serve", built.tag, "--port", str(http_port)]
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*command, "--host", "127.0.0.1"], cwd=tmp_path, env=env, stdout=sink,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{http_port}"
+    log = tmp_path / "serve.log"
+    stack = LocalStack(
+        built.home.parent, bento=built.tag, redis_url=features_redis.url, log=log,
+        ready_timeout=90,
+    )  # fmt: skip
+    service = stack.start_service()
     try:
-        _wait_ready(proc, url, log)
-        yield url, log
+        yield service.http, log
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"the bento did not become ready:\n{log.read_text()[-3000:]}")
+        stack.stop()
 
 
 @pytest.mark.servers

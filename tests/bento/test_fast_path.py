@@ -21,8 +21,8 @@ from schemas import ScoreBatchRequest
 
 from approvals.contract import validate_frame
 from approvals.serving.engine import columns_of
+from dev.requests import attempt_message
 from tests.approvals.factories import random_attempts
-from tests.bento.clients import attempt_message
 
 TEXT_EDGES = [
     "", " ", "1234", " 1234", "1234 ", "1234\n", "１２３４", "12", "51", "5", " 51", "N7", "n7",

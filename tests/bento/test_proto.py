@@ -8,7 +8,7 @@ from pathlib import Path
 from approval.v1 import approval_pb2 as pb
 
 from approvals.contract import FEATURE_COLUMNS
-from tests.bento.conftest import BENTO_DIR
+from dev.stack import BENTO_DIR
 
 
 def _generator() -> object:

@@ -29,9 +29,9 @@ from approvals.features.materialize import materialize
 from approvals.features.redis_settings import RedisSettings
 from approvals.model import predict
 from approvals.model.package import ModelPackage
-from tests.bento.clients import attempt_message
-from tests.bento.conftest import Served, attempt_json, serve
-from tests.conftest import RedisServer
+from dev.redis_server import RedisServer
+from dev.requests import attempt_json, attempt_message
+from tests.bento.conftest import Served, serve
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 BURST = 60

@@ -26,9 +26,6 @@ from infra_testkit import (
     StackRun,
 )
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `import infra...` as the program itself does
-
 
 def _variant(tmp: Path, stack: str, extra: dict[str, str]) -> Path:
     document = yaml.safe_load((ENVIRONMENTS / f"Pulumi.{stack}.yaml").read_text())

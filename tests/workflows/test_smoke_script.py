@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tests.conftest import free_port
+from dev.processes import free_port
 from tests.workflows.conftest import GITHUB
 
 pytestmark = pytest.mark.servers

@@ -20,9 +20,9 @@ from approvals.features.online import OnlineFeatureStore
 from approvals.features.redis_settings import RedisSettings
 from approvals.features.state import FeatureState, build_state
 from approvals.features.tiles import definitions_hash, epoch_us, tile_spans
+from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
 from tests.approvals.features.test_online import differing, records
-from tests.conftest import RedisServer
 
 pytestmark = pytest.mark.servers
 

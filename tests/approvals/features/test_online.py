@@ -31,8 +31,8 @@ from approvals.features.tiles import (
     pack,
     unpack,
 )
+from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
-from tests.conftest import RedisServer
 
 pytestmark = pytest.mark.servers
 SECRET = "t0ken-that-must-never-show-9f3a"  # a test value, not a credential

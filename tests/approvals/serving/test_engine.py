@@ -25,8 +25,9 @@ from approvals.serving.engine import (
     retry_variant,
     route_variants,
 )
-from tests.bento.conftest import attempt_json
-from tests.conftest import RedisServer, free_port
+from dev.processes import free_port
+from dev.redis_server import RedisServer
+from dev.requests import attempt_json
 
 pytestmark = pytest.mark.servers
 
