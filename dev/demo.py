@@ -91,8 +91,7 @@ def summary(paths: dict[str, Path]) -> str:
 def online(paths: dict[str, Path], root: Path) -> None:
     """Build the bento, materialize features into Redis, serve it, call it over HTTP and gRPC."""
     from dev import calls as demo_calls
-    from dev.local import build_bento
-    from dev.stack import LocalStack, state_of
+    from dev.stack import LocalStack, build_bento, state_of
 
     data = paths["sim"] / "attempts.parquet"
     workdir = root / "serve"

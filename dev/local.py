@@ -9,28 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from dev.processes import StackError
-from dev.stack import BENTO_DIR, LocalStack, bentoml_env, state_of
-
-
-def build_bento(model_dir: Path, home: Path) -> str:
-    """``bento/bundle.py``: build the bento of ``model_dir`` into the store at ``home``; its tag.
-
-    Raises:
-        StackError: the build failed or took over 15 minutes (with the end of its output).
-    """
-    done = subprocess.run(
-        [sys.executable, str(BENTO_DIR / "bundle.py"), str(model_dir)],
-        env=bentoml_env(home), capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise StackError(f"building the bento failed:\n{(done.stderr or done.stdout)[-2000:]}")
-    return done.stdout.strip().splitlines()[-1]
+from dev.stack import LocalStack, state_of
 
 
 def demo_model(demo_dir: Path) -> tuple[Path, Path]:

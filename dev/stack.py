@@ -91,6 +91,21 @@ def bentoml_env(home: Path) -> dict[str, str]:
     return {**os.environ, "BENTOML_HOME": str(home.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
 
 
+def build_bento(model_dir: Path, home: Path) -> str:
+    """``bento/bundle.py``: build the bento of ``model_dir`` into the store at ``home``; its tag.
+
+    Raises:
+        StackError: the build failed or took over 15 minutes (with the end of its output).
+    """
+    done = subprocess.run(
+        [sys.executable, str(BENTO_DIR / "bundle.py"), str(model_dir)],
+        env=bentoml_env(home), capture_output=True, text=True, check=False, timeout=900,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise StackError(f"building the bento failed:\n{(done.stderr or done.stdout)[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def service_env(
     home: Path, redis_url: str, grpc_port: int, model_dir: Path | None, extra: Mapping[str, str]
 ) -> dict[str, str]:

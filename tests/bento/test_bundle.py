@@ -22,7 +22,7 @@ from approvals.model.train import TrainResult
 from approvals.model.trees import CompiledTrees
 from dev.redis_server import RedisServer
 from dev.requests import attempt_json
-from dev.stack import BENTO_DIR, LocalStack
+from dev.stack import LocalStack, build_bento
 
 pytestmark = pytest.mark.slow
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
@@ -52,11 +52,7 @@ def built(
 ) -> Built:
     """The bento of the serving model, built as ``make bento`` builds it."""
     home = tmp_path_factory.mktemp("bento-build") / "bentoml"  # LocalStack serves from here
-    empty = Built(home, "")
-    command = [sys.executable, str(BENTO_DIR / "bundle.py"), str(serving_model[1])]
-    done = subprocess.run(command, env=empty.env(), capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return Built(home, done.stdout.strip().splitlines()[-1])
+    return Built(home, build_bento(serving_model[1], home))
 
 
 def test_the_model_is_registered_in_the_store(built: Built, package: ModelPackage) -> None:
