@@ -49,7 +49,8 @@ def validate_frame(frame: pd.DataFrame, *, labels: bool) -> pd.DataFrame:
             raise ContractError(col.name, "required column is missing", len(frame))
     frame = frame.reset_index(drop=True)
     decoded = {c.name: _READERS[c.kind](frame[c.name], c) for c in wanted if c.name in frame}
-    for column, problem, rows in check(decoded, Rules(False, unique_ids=True, labels=labels)):
+    rules = Rules(limits=False, unique_ids=True, labels=labels)
+    for column, problem, rows in check(decoded, rules):
         if rows is not None and rows.any():
             example = frame[column].iloc[int(rows.argmax())]
             raise ContractError(column, problem, int(rows.sum()), _plain(example))
