@@ -226,8 +226,11 @@ def attempt_table(request: pb.ScoreBatchRequest) -> AttemptColumns:
     attempts = request.attempts
     *values, seconds, nanos = zip(*map(_attempt_values, attempts), strict=True)
     columns: dict[str, Any] = dict(zip(_ATTEMPT_FIELDS, values, strict=True))
-    has_time = np.fromiter(map(_has_time, attempts), bool, len(attempts))
-    columns["event_time"] = _times(has_time, np.array(seconds), np.array(nanos))
+    seconds, nanos = np.array(seconds), np.array(nanos)
+    has_time = (seconds != 0) | (nanos != 0)  # only the epoch itself may be unset
+    for i in np.flatnonzero(~has_time):
+        has_time[i] = attempts[int(i)].HasField("event_time")
+    columns["event_time"] = _times(has_time, seconds, nanos)
     return validate_request(columns, row=lambda i: message_to_dict(attempts[i]))
 
 
@@ -243,7 +246,6 @@ def _times(has_time: np.ndarray, seconds: np.ndarray, nanos: np.ndarray) -> np.n
 # Every Attempt field in one C-level call per attempt, the Timestamp as seconds and nanos.
 _ATTEMPT_FIELDS = tuple(f.name for f in pb.Attempt.DESCRIPTOR.fields if f.name != "event_time")
 _attempt_values = operator.attrgetter(*_ATTEMPT_FIELDS, "event_time.seconds", "event_time.nanos")
-_has_time = operator.methodcaller("HasField", "event_time")
 _FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 

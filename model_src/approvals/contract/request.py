@@ -12,7 +12,6 @@ described by the model for its first bad attempt, which names the field
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -115,34 +114,43 @@ def _describe(row: Row, where: str, count: int, column: str, problem: str) -> Co
 
 
 def _decode_text(raw: Sequence[Any] | np.ndarray, col: Column) -> Decoded:
-    values = list(raw)
-    if col.nullable:  # "" is null (the model's _empty_is_null), and so is an absent code
+    try:
+        distinct = set(raw)  # texts repeat (countries, BINs, codes): each is checked once
+    except TypeError:  # a list or an object among them
+        return _decode_odd_text(list(raw), col)
+    nulls = {None, "", MISSING} & distinct if col.nullable else set()
+    texts = distinct - nulls
+    if not set(map(type, texts)) <= {str}:
+        return _decode_odd_text(list(raw), col)
+    values = _objects(raw)
+    if "" in nulls:  # "" is null (the model's _empty_is_null), and so is an absent code
+        values[values == ""] = None
+    if MISSING in nulls:
+        values[[v is MISSING for v in values]] = None
+    # str.strip() removes a superset of pydantic's whitespace, and returns the same object
+    # when there is nothing to remove: a padded value is rare
+    if col.choices is None and any(t.strip() is not t for t in texts):
+        values = _objects([v if v is None else v.strip(REQUEST_WHITESPACE) for v in values])
+        texts = set(values.tolist()) - {None}
+    return Decoded(values, distinct=texts)
+
+
+def _decode_odd_text(values: list[Any], col: Column) -> Decoded:
+    """Values that are not all text (or null, for a code): those are unreadable."""
+    if col.nullable:
         values = [None if v is None or v is MISSING or v == "" else v for v in values]
     allowed = {str, type(None)} if col.nullable else {str}
-    unreadable = None
-    if not set(map(type, values)) <= allowed:
-        unreadable = np.fromiter((type(v) not in allowed for v in values), bool, len(values))
-        values = [v if type(v) in allowed else None if col.nullable else "" for v in values]
+    unreadable = np.fromiter((type(v) not in allowed for v in values), bool, len(values))
+    values = [v if type(v) in allowed else None if col.nullable else "" for v in values]
     if col.choices is None:  # a str is stripped first; a Literal is compared as given
-        values = _stripped(values)
+        values = [v if v is None else v.strip(REQUEST_WHITESPACE) for v in values]
     return Decoded(_objects(values), unreadable)
 
 
-# Whitespace at either end of a value, in the values joined by NUL: one regex pass tells
-# whether any value needs stripping (a NUL inside a value can only cause a needless strip).
-_WS = f"[{re.escape(REQUEST_WHITESPACE)}]"
-_PADDED = re.compile(f"(?:^|\x00){_WS}|{_WS}(?:\x00|$)")
-
-
-def _stripped(values: list[Any]) -> list[Any]:
-    texts = [v for v in values if v is not None] if None in values else values
-    if _PADDED.search("\x00".join(texts)) is None:
-        return values
-    return [v if v is None else v.strip(REQUEST_WHITESPACE) for v in values]
-
-
-def _objects(values: Sequence[Any]) -> np.ndarray:
-    return np.fromiter(values, dtype=object, count=len(values))
+def _objects(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values  # str and None only: nothing numpy would take for a nested sequence
+    return out
 
 
 def _decode_time(raw: Sequence[Any] | np.ndarray, col: Column) -> Decoded:

@@ -12,11 +12,13 @@ none.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -70,6 +72,7 @@ class Decoded:
 
     values: np.ndarray
     unreadable: np.ndarray | None = None
+    distinct: set[Any] | None = None  # the distinct non-null values, when the edge knows them
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,11 @@ def _column_findings(col: Column, d: Decoded, rules: Rules) -> Iterator[Finding]
     if col.kind == "string":
         yield col.name, "missing value", d.unreadable
         if rules.limits and col.is_id:
-            sizes = np.fromiter(map(len, v), np.int64, len(v))
-            outside = (sizes < 1) | (sizes > MAX_ID_LENGTH)
-            yield col.name, f"not 1 to {MAX_ID_LENGTH} characters", outside
+            yield col.name, f"not 1 to {MAX_ID_LENGTH} characters", _wrong_length(v)
         if col.pattern is not None:
-            yield col.name, f"does not match {col.pattern}", _outside_domain(v, col)
+            yield col.name, f"does not match {col.pattern}", _outside_domain(d, col)
         if col.choices is not None:
-            yield col.name, f"not one of {', '.join(col.choices)}", _outside_domain(v, col)
+            yield col.name, f"not one of {', '.join(col.choices)}", _outside_domain(d, col)
     elif col.kind == "timestamp":
         bad = _or(d.unreadable, np.isnat(v))
         if rules.limits:
@@ -136,22 +137,31 @@ def _column_findings(col: Column, d: Decoded, rules: Rules) -> Iterator[Finding]
         yield col.name, "not a boolean", d.unreadable
 
 
+def _wrong_length(values: np.ndarray) -> np.ndarray | None:
+    lengths = set(map(len, values))
+    if not lengths or 1 <= min(lengths) <= max(lengths) <= MAX_ID_LENGTH:
+        return None
+    sizes = np.fromiter(map(len, values), np.int64, len(values))
+    return (sizes < 1) | (sizes > MAX_ID_LENGTH)
+
+
 def _or(left: np.ndarray | None, right: np.ndarray) -> np.ndarray:
     return right if left is None else left | right
 
 
 def _present(values: np.ndarray) -> np.ndarray:
-    return np.fromiter((v is not None for v in values), bool, len(values))
+    return np.fromiter(map(operator.is_not, values, repeat(None)), bool, len(values))
 
 
 def _members(values: np.ndarray, allowed: frozenset[Any]) -> np.ndarray:
     return np.fromiter(map(allowed.__contains__, values), bool, len(values))
 
 
-def _outside_domain(values: np.ndarray, col: Column) -> np.ndarray | None:
+def _outside_domain(d: Decoded, col: Column) -> np.ndarray | None:
     """Rows whose (non-null) value breaks the pattern or choices; each distinct value is
     checked once (BINs, countries and codes repeat across attempts)."""
-    distinct = set(values.tolist()) - {None}
+    values = d.values
+    distinct = d.distinct if d.distinct is not None else set(values.tolist()) - {None}
     if col.choices is not None:
         bad = distinct - set(col.choices)
     else:
