@@ -112,8 +112,9 @@ class AttemptBatch:
 
 
 class ScoreBatchRequest(Request):
-    """Attempts to score together (1 to 1000), validated as one table."""
+    """Attempts to score together (1 to 1000)."""
 
+    # validated as one table (see AttemptBatch); the docstring is the OpenAPI description
     attempts: Annotated[AttemptColumns, AttemptBatch(MAX_BATCH)]
 
 
