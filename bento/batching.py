@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from gateway import OverloadedError
 
-from approvals.contract import Attempt
+from approvals.serving.engine import Job
 
-Job = list[Attempt]
 BatchFn = Callable[[Sequence[Job]], Awaitable[list[np.ndarray]]]
 
 

@@ -22,14 +22,14 @@ from schemas import (
     RankedRouteOut,
     RankRoutesRequest,
     RankRoutesResponse,
-    ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreRequest,
     ScoreResponse,
 )
 from telemetry import Metrics, log_event
 
-from approvals.serving.engine import AttemptTable, Engine
+from approvals.contract import AttemptColumns
+from approvals.serving.engine import Engine, columns_of
 
 Answer = TypeVar("Answer")
 Protocol = str  # "http" or "grpc"
@@ -98,7 +98,7 @@ class Gateway:
         """One attempt -> calibrated probability."""
 
         async def run() -> ScoreResponse:
-            scores = await self.engine.score([request.attempt])
+            scores = await self.engine.score(columns_of([request.attempt]))
             self._count_degraded("score", protocol, scores.degraded)
             return ScoreResponse(
                 attempt_id=request.attempt.attempt_id, p_approve=float(scores.p[0]),
@@ -107,22 +107,16 @@ class Gateway:
 
         return await self._call("score", protocol, 1, run)
 
-    async def score_batch(
-        self, request: ScoreBatchRequest | AttemptTable, protocol: Protocol
-    ) -> BatchScores:
-        """Many attempts (a validated request, or a table of valid attempts) -> probabilities
-        in request order."""
-        attempts = request if isinstance(request, AttemptTable) else request.attempts
+    async def score_batch(self, attempts: AttemptColumns, protocol: Protocol) -> BatchScores:
+        """Many validated attempts (one request's table) -> probabilities in request order."""
 
         async def run() -> BatchScores:
             scores = await self.engine.score(attempts)
             self._count_degraded("score_batch", protocol, scores.degraded)
-            ids = (
-                attempts.attempt_ids
-                if isinstance(attempts, AttemptTable)
-                else [a.attempt_id for a in attempts]
-            )
-            return BatchScores(ids, scores.p.tolist(), self.engine.model_version, scores.degraded)
+            return BatchScores(
+                attempts.attempt_ids, scores.p.tolist(), self.engine.model_version,
+                scores.degraded,
+            )  # fmt: skip
 
         return await self._call("score_batch", protocol, len(attempts), run)
 

@@ -7,8 +7,10 @@ HTTP API, the servicer calls the same :class:`~gateway.Gateway` as HTTP does, so
 share validation, admission, metrics and the adaptive batcher of the worker process.
 
 Requests are translated field by field (no ``MessageToDict``: it costs more than scoring) into
-the pydantic models of :mod:`schemas`; a validation error becomes ``INVALID_ARGUMENT`` naming
-the field, :class:`~gateway.OverloadedError` becomes ``RESOURCE_EXHAUSTED``.
+the pydantic models of :mod:`schemas`; ScoreBatch's attempts become columns, validated as one
+table by the contract (:func:`approvals.contract.validate_request`). A validation error becomes
+``INVALID_ARGUMENT`` naming the field, :class:`~gateway.OverloadedError` becomes
+``RESOURCE_EXHAUSTED``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 from approval.v1 import approval_pb2 as pb
 from approval.v1 import approval_pb2_grpc as pb_grpc
 from gateway import Gateway, OverloadedError
@@ -40,7 +43,8 @@ from schemas import (
 )
 from telemetry import log_event
 
-from approvals.serving.engine import AttemptTable, table_of
+from approvals.contract import AttemptColumns, validate_request
+from approvals.errors import ContractError
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApprovalService"].full_name
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -155,12 +159,14 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
         self, request: pb.ScoreBatchRequest, context: Any
     ) -> pb.ScoreBatchResponse:
         """See ``approval.proto``."""
-        table = attempt_table(request)
-        if table is None:  # validated attempt by attempt, naming what is wrong
-            parsed = await self._parse(request, context, ScoreBatchRequest)
-            answer = await self._answer(parsed, context, self.gateway.score_batch)
-        else:
-            answer = await self._answer(table, context, self.gateway.score_batch)
+        if not 0 < len(request.attempts) <= MAX_BATCH:  # the request's own limits, by name
+            await self._parse(request, context, ScoreBatchRequest)
+        try:
+            table = attempt_table(request)
+        except ContractError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        answer = await self._answer(table, context, self.gateway.score_batch)
         response = pb.ScoreBatchResponse(
             model_version=answer.model_version, degraded=answer.degraded
         )
@@ -211,20 +217,37 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
             raise
 
 
-def attempt_table(request: pb.ScoreBatchRequest) -> AttemptTable | None:
-    """The request's attempts as a table when they are all plainly valid (see ``table_of``);
-    None sends the request through the per-attempt validation that names what is wrong."""
+def attempt_table(request: pb.ScoreBatchRequest) -> AttemptColumns:
+    """The request's attempts validated as one table.
+
+    Raises:
+        ContractError: naming ``attempts[i].field`` of the first bad attempt.
+    """
     attempts = request.attempts
-    if not 0 < len(attempts) <= MAX_BATCH:
-        return None
-    columns = zip(*map(_attempt_values, attempts), strict=True)
-    return table_of(dict(zip(_TABLE_FIELDS, columns, strict=True)))
+    *values, seconds, nanos = zip(*map(_attempt_values, attempts), strict=True)
+    columns: dict[str, Any] = dict(zip(_ATTEMPT_FIELDS, values, strict=True))
+    seconds, nanos = np.array(seconds), np.array(nanos)
+    has_time = (seconds != 0) | (nanos != 0)  # only the epoch itself may be unset
+    for i in np.flatnonzero(~has_time):
+        has_time[i] = attempts[int(i)].HasField("event_time")
+    columns["event_time"] = _times(has_time, seconds, nanos)
+    return validate_request(columns, row=lambda i: message_to_dict(attempts[i]))
 
 
-# Every Attempt field in one C-level call per attempt; the Timestamp as seconds and nanos.
+def _times(has_time: np.ndarray, seconds: np.ndarray, nanos: np.ndarray) -> np.ndarray:
+    """``Timestamp``s as ``message_to_dict`` reads them, in microseconds; NaT when unset or
+    outside datetime's range."""
+    ok = has_time & (seconds > _FIRST_US // 1_000_000 - 3) & (seconds < _LAST_US // 1_000_000 + 3)
+    us = np.where(ok, seconds, 0) * 1_000_000 + nanos // 1000  # nanos: int32, +-2.2 s at most
+    ok &= (us >= _FIRST_US) & (us <= _LAST_US)
+    return np.where(ok, us, np.iinfo(np.int64).min).astype("datetime64[us]")  # int64 min: NaT
+
+
+# Every Attempt field in one C-level call per attempt, the Timestamp as seconds and nanos.
 _ATTEMPT_FIELDS = tuple(f.name for f in pb.Attempt.DESCRIPTOR.fields if f.name != "event_time")
 _attempt_values = operator.attrgetter(*_ATTEMPT_FIELDS, "event_time.seconds", "event_time.nanos")
-_TABLE_FIELDS = (*_ATTEMPT_FIELDS, "event_seconds", "event_nanos")
+_FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def build_server(

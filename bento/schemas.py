@@ -7,18 +7,21 @@ these models only add what each call needs. ``hide_input_in_errors`` keeps reque
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
+from pydantic_core import PydanticCustomError, core_schema
 
-from approvals.contract import Attempt
+from approvals.contract import Attempt, AttemptColumns, validate_rows
 from approvals.decisions.retries import (
     DEFAULT_DELAYS,
     DeclineContext,
     RetryOption,
     default_retry_options,
 )
-from approvals.serving.engine import decline_context
+from approvals.errors import ContractError
+from approvals.serving.engine import columns_of, decline_context
 
 MAX_BATCH = 1000
 MAX_ROUTES = 32
@@ -73,10 +76,46 @@ class ScoreResponse(Answer):
     p_approve: Probability
 
 
+@dataclass(frozen=True)
+class AttemptBatch:
+    """A list of attempts (in JSON, and in the schema), validated as one table.
+
+    The whole list goes through the contract's vectorised validator
+    (:func:`approvals.contract.validate_rows`) and becomes :class:`AttemptColumns`; only a
+    list it rejects is validated attempt by attempt, for pydantic's usual errors, which name
+    every bad field (``attempts.3.card_bin``).
+    """
+
+    max_length: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate with :meth:`_validate` around the schema of ``list[Attempt]``."""
+        rows = Annotated[list[Attempt], Field(min_length=1, max_length=self.max_length)]
+        return core_schema.no_info_wrap_validator_function(
+            self._validate, handler.generate_schema(rows)
+        )
+
+    def _validate(self, value: Any, rows: core_schema.ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, AttemptColumns):
+            return value
+        if not (isinstance(value, list) and 0 < len(value) <= self.max_length) or not all(
+            isinstance(row, dict) for row in value
+        ):
+            return columns_of(rows(value))  # raises, naming what is wrong (or models given)
+        try:
+            return validate_rows(value)
+        except ContractError as exc:
+            rows(value)  # raises, naming every bad field
+            raise PydanticCustomError("contract", str(exc)) from exc
+
+
 class ScoreBatchRequest(Request):
     """Attempts to score together (1 to 1000)."""
 
-    attempts: Annotated[list[Attempt], Field(min_length=1, max_length=MAX_BATCH)]
+    # validated as one table (see AttemptBatch); the docstring is the OpenAPI description
+    attempts: Annotated[AttemptColumns, AttemptBatch(MAX_BATCH)]
 
 
 class AttemptScore(BaseModel):

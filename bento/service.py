@@ -167,7 +167,7 @@ class Approvals:
     @bentoml.api(route="/score_batch")
     async def score_batch(self, request: ScoreBatchRequest, /) -> ScoreBatchResponse:
         """Up to 1000 attempts -> probabilities in request order."""
-        return (await self._http(self.gateway.score_batch, request)).response()
+        return (await self._http(self.gateway.score_batch, request.attempts)).response()
 
     @bentoml.api(route="/rank_routes")
     async def rank_routes(self, request: RankRoutesRequest, /) -> RankRoutesResponse:

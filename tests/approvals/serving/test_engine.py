@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from approvals import features
-from approvals.contract import Attempt
+from approvals.contract import Attempt, AttemptColumns
 from approvals.decisions.costs import load_costs
 from approvals.decisions.retries import DeclineContext, RetryAdvice, RetryOption
 from approvals.decisions.routes import RankedRoute
@@ -46,7 +46,7 @@ def engine(package: ModelPackage, url: str) -> Engine:
     """The engine with every request its own batch (the service batches them)."""
     batch = pipeline(package, url)
 
-    async def model(attempts: list[Attempt]) -> np.ndarray:
+    async def model(attempts: AttemptColumns) -> np.ndarray:
         return (await batch([attempts]))[0]
 
     return Engine(package.model_version, model, load_costs())
@@ -57,7 +57,7 @@ def test_attempt_columns_match_the_offline_columns(test_rows: pd.DataFrame) -> N
     rows = test_rows.head(50)
     offline = features.frame_columns(rows)
     # when the engine builds its columns
-    online = columns_of(attempts_of(rows))
+    online = columns_of(attempts_of(rows)).columns
     # then every column the offline side has is equal, with the same dtype kind
     for name, column in offline.items():
         assert online[name].dtype.kind == column.dtype.kind, f"dtype of {name}"
@@ -67,7 +67,7 @@ def test_attempt_columns_match_the_offline_columns(test_rows: pd.DataFrame) -> N
 def test_column_plan_reads_the_same_keys_as_the_record_plan(test_rows: pd.DataFrame) -> None:
     # given attempts as validated records and as the engine's columns
     attempts = attempts_of(test_rows.head(200))
-    columns = columns_of(attempts)
+    columns = columns_of(attempts).columns
     t_us = columns["event_time"].astype(np.int64)
     # when both plans are made
     by_records = plan([a.model_dump() for a in attempts], None)
@@ -81,7 +81,7 @@ def test_column_plan_reads_the_same_keys_as_the_record_plan(test_rows: pd.DataFr
 
 
 def test_column_plan_names_a_missing_key_field(test_rows: pd.DataFrame) -> None:
-    columns = columns_of(attempts_of(test_rows.head(3)))
+    columns = dict(columns_of(attempts_of(test_rows.head(3))).columns)
     columns["card_bin"] = np.array(["411111", None, "411111"], dtype=object)
     with pytest.raises(ValueError, match="attempt 1: field 'card_bin' is missing"):
         plan_columns(columns, columns["event_time"].astype(np.int64))
@@ -91,7 +91,9 @@ def test_one_batch_of_requests_scores_like_each_request_alone(
     package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
 ) -> None:
     # given three requests of different sizes, one of them empty
-    requests = [attempts_of(test_rows.iloc[a:b]) for a, b in ((0, 1), (1, 8), (8, 8), (8, 40))]
+    requests = [
+        columns_of(attempts_of(test_rows.iloc[a:b])) for a, b in ((0, 1), (1, 8), (8, 8), (8, 40))
+    ]
 
     async def both() -> tuple[list[np.ndarray], list[np.ndarray]]:
         batch = pipeline(package, features_redis.url)
@@ -115,7 +117,8 @@ def test_served_probabilities_equal_batch_prediction(
     rows = test_rows.head(300)
     expected = predict.score(package, rows)
     # when the engine scores them with online features
-    scores = asyncio.run(engine(package, features_redis.url).score(attempts_of(rows)))
+    live = engine(package, features_redis.url)
+    scores = asyncio.run(live.score(columns_of(attempts_of(rows))))
     # then the probabilities equal batch prediction's, and features were not degraded
     assert not scores.degraded, "features were read from Redis"
     np.testing.assert_allclose(scores.p, expected, rtol=0, atol=1e-9)
@@ -127,7 +130,7 @@ def test_unreachable_redis_gives_degraded_defaults(
     # given a Redis URL nothing listens on
     dead = engine(package, f"redis://127.0.0.1:{free_port()}/0")
     # when scoring
-    scores = asyncio.run(dead.score(attempts_of(test_rows.head(5))))
+    scores = asyncio.run(dead.score(columns_of(attempts_of(test_rows.head(5)))))
     # then the answer is flagged degraded and still a probability per attempt
     assert scores.degraded, "degraded flag set"
     assert scores.p.shape == (5,) and np.all((scores.p > 0) & (scores.p < 1))
@@ -143,7 +146,7 @@ def test_rank_routes_scores_each_route_variant(
 
     async def both() -> tuple[tuple[list[RankedRoute], bool], np.ndarray]:
         ranked = await live.rank_routes(attempt, [*routes, "r_us"])
-        return ranked, (await live.score(route_variants(attempt, routes))).p
+        return ranked, (await live.score(columns_of(route_variants(attempt, routes)))).p
 
     # when ranking
     (ranked, degraded), direct = asyncio.run(both())
@@ -177,7 +180,7 @@ def test_advise_retry_respects_scheme_rules_and_scores_allowed_options(
     async def both() -> tuple[RetryAdvice, np.ndarray]:
         live = engine(package, features_redis.url)
         advice, _ = await live.advise_retry(big, soft, options)
-        return advice, (await live.score(variants)).p
+        return advice, (await live.score(columns_of(variants))).p
 
     advice, p = asyncio.run(both())
     assert advice.action == "retry", "a soft decline with high p is retried"
