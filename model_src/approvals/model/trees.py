@@ -4,7 +4,7 @@
 asks the library how many outputs to expect on every call: about 30 us before a single tree is
 walked, more than the trees of a small model cost for one row. :class:`RawTrees` calls the same
 library functions ``Booster.predict`` ends in, with the same iteration range and parameters,
-so the numbers are the same to the last bit (``tests/approvals/test_trees.py``):
+so the numbers are the same to the last bit (``tests/approvals/model/test_trees.py``):
 ``LGBM_BoosterPredictForMat`` for many rows, and for one row the library's prepared
 single-row path (``LGBM_BoosterPredictForMatSingleRowFast``, its configuration parsed once).
 

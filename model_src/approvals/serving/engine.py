@@ -15,13 +15,13 @@ from __future__ import annotations
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from approvals import features
-from approvals.contract import FEATURE_COLUMNS, Attempt, AttemptColumns, validate_request
+from approvals.contract import FEATURE_COLUMNS, Attempt, AttemptColumns
 from approvals.decisions import retries, routes
 from approvals.decisions.costs import CostConfig
 from approvals.decisions.retries import DeclineContext, RetryAdvice, RetryOption
@@ -30,7 +30,10 @@ from approvals.decisions.routes import RankedRoute
 if TYPE_CHECKING:
     from approvals.model.package import ModelPackage
 
+
 _attempt_values = operator.attrgetter(*FEATURE_COLUMNS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 Job = AttemptColumns  # one request's attempts, validated
 Predict = Callable[[Job], Awaitable[np.ndarray]]
 
@@ -85,15 +88,25 @@ class Scores:
 
 
 def columns_of(attempts: Sequence[Attempt]) -> AttemptColumns:
-    """Validated attempts as the table a batch request gives (through the same validator).
+    """Attempts already validated by the ``Attempt`` model, laid out as a batch request's table.
 
-    Equals :func:`approvals.features.frame_columns` of the same attempts read from a file:
-    ``event_time`` naive UTC ``datetime64[us]``, strings and nullable codes as object arrays.
+    No check is repeated: the attempts are valid, and the variants the engine derives from them
+    (another route, a later reattempt) need not fit a client's request limits. The columns equal
+    what :func:`approvals.contract.validate_request` gives for the same attempts and
+    :func:`approvals.features.frame_columns` for them read from a file: ``event_time`` naive UTC
+    ``datetime64[us]``, strings and nullable codes as object arrays.
     """
-    values = list(zip(*map(_attempt_values, attempts), strict=True))
-    return validate_request(
-        dict(zip(FEATURE_COLUMNS, values or [()] * len(FEATURE_COLUMNS), strict=True))
-    )
+    values = list(zip(*map(_attempt_values, attempts), strict=True)) or [()] * len(FEATURE_COLUMNS)
+    fields = dict(zip(FEATURE_COLUMNS, values, strict=True))
+    times = [(t - _EPOCH) // _ONE_US for t in fields.pop("event_time")]
+    columns = {
+        "event_time": np.array(times, dtype=np.int64).astype("datetime64[us]"),
+        "amount": np.array(fields.pop("amount"), dtype=np.float64),
+        "attempt_number": np.array(fields.pop("attempt_number"), dtype=np.int64),
+        "network_token": np.array(fields.pop("network_token"), dtype=bool),
+    }
+    columns.update({name: np.array(column, dtype=object) for name, column in fields.items()})
+    return AttemptColumns({name: columns[name] for name in FEATURE_COLUMNS})
 
 
 def route_variants(attempt: Attempt, route_ids: Sequence[str]) -> list[Attempt]:

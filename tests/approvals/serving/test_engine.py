@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from approvals import features
-from approvals.contract import Attempt, AttemptColumns
+from approvals.contract import (
+    FEATURE_COLUMNS,
+    MAX_ATTEMPT_NUMBER,
+    MAX_ID_LENGTH,
+    Attempt,
+    AttemptColumns,
+    validate_request,
+)
 from approvals.decisions.costs import load_costs
 from approvals.decisions.retries import DeclineContext, RetryAdvice, RetryOption
 from approvals.decisions.routes import RankedRoute
@@ -187,3 +194,37 @@ def test_advise_retry_respects_scheme_rules_and_scores_allowed_options(
     assert advice.p_approve is not None and min(abs(p - advice.p_approve)) < 1e-9, "scored option"
     assert variants[0].attempt_number == attempt.attempt_number + 1
     assert variants[0].previous_response_code == "51"
+
+
+def test_columns_of_attempts_equal_the_validators_table(test_rows: pd.DataFrame) -> None:
+    # given validated request models and the same attempts as a batch request's raw columns
+    attempts = attempts_of(test_rows.head(50))
+    raw = {name: [getattr(a, name) for a in attempts] for name in FEATURE_COLUMNS}
+    # when the engine lays them out without re-checking, and the validator checks them
+    built, checked = columns_of(attempts).columns, validate_request(raw).columns
+    # then both give the same columns, dtypes and values
+    assert list(built) == list(checked), "same columns in the same order"
+    for name, column in checked.items():
+        assert built[name].dtype == column.dtype, f"dtype of {name}"
+        assert list(built[name]) == list(column), f"values of {name}"
+
+
+def test_a_retry_of_an_attempt_at_the_request_limits_is_still_advised(
+    package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
+) -> None:
+    # given an attempt whose id has the longest length and whose number is the highest allowed
+    # (its reattempt variants exceed both: schemathesis found this answered 500)
+    attempt = attempts_of(test_rows.head(1))[0].model_copy(
+        update={"attempt_id": "a" * MAX_ID_LENGTH, "attempt_number": MAX_ATTEMPT_NUMBER,
+                "previous_response_code": "51"}
+    )  # fmt: skip
+    decline = DeclineContext(
+        response_code="91", attempt_number=MAX_ATTEMPT_NUMBER, amount=10.0, card_brand="visa"
+    )
+    options = [RetryOption(route_id="r" * MAX_ID_LENGTH, delay_hours=1)]
+    # when the engine advises on it
+    advice, _ = asyncio.run(
+        engine(package, features_redis.url).advise_retry(attempt, decline, options)
+    )
+    # then it answers (the variants are the engine's own, not a client's request)
+    assert advice.action in {"retry", "stop"}, advice
