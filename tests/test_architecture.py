@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +146,28 @@ def test_no_code_edits_sys_path() -> None:
         if "sys.path.insert" in path.read_text() and path != Path(__file__)
     ]
     assert not offenders, f"sys.path edited in: {offenders}"
+
+
+# What the serving image has (pyproject's core and ``serve`` extra) leaves these out.
+TRAINING_ONLY = ("pandas", "sklearn", "matplotlib", "duckdb", "pyarrow", "typer", "boto3")
+
+
+def test_the_service_imports_no_training_library() -> None:
+    """Given every library module the bento reaches through its imports, when they are all
+    imported in a fresh interpreter, then none of the training-only libraries is loaded."""
+    _, graph = _project()
+    reached: set[str] = set()
+    todo = [name for name in graph if name.startswith("bento.")]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    library = sorted(name for name in reached if name.startswith("approvals"))
+    assert "approvals.serving.engine" in library and "approvals.contract.table" in library
+    code = (
+        f"import sys, {', '.join(library)};"
+        f"heavy = set({TRAINING_ONLY!r}) & {{m.split('.')[0] for m in sys.modules}};"
+        "assert not heavy, sorted(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, f"the service would need training libraries: {done.stderr}"
