@@ -20,8 +20,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,12 @@ from approvals.contract import read_attempts
 from approvals.features.state import build_state
 from approvals.model.package import ModelPackage
 from approvals.model.trees import RawTrees, compile_trees
+from bench import cpu
+from bench.load import CALL_TIMEOUT_S, Clients, Outcome, open_loop, server_cpu_s
 from dev.requests import attempt_json, attempt_message
 from dev.stack import LocalStack
 from dev.stubs import grpc_stubs
 
-CALL_TIMEOUT_S = 5.0
 RATES = (100, 300, 600)
 
 
@@ -83,86 +83,6 @@ def model_floor(package: ModelPackage, x: np.ndarray) -> float:
     return raw_b
 
 
-@dataclass
-class Outcome:
-    """Latencies (ms) of the answered calls and counts of everything else."""
-
-    latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
-    degraded: int = 0
-
-    def fail(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-
-    def line(self) -> str:
-        lat = np.array(self.latencies)
-        p50, p99 = np.percentile(lat, [50, 99]) if len(lat) else (np.nan, np.nan)
-        errors = sum(self.errors.values())
-        detail = f" {self.errors}" if errors else ""
-        return f"p50 {p50:6.2f} ms   p99 {p99:7.2f} ms   ok {len(lat):5d}   errors {errors}{detail}   degraded {self.degraded}"
-
-
-Send = Callable[[int], Awaitable[bool]]  # request number -> degraded flag of the answer
-
-
-async def open_loop(send: Send, rps: int, seconds: float) -> Outcome:
-    """Start calls at a fixed rate whatever the answers; wait for them at most CALL_TIMEOUT_S."""
-    outcome = Outcome()
-
-    async def one(i: int) -> None:
-        start = time.perf_counter()
-        try:
-            degraded = await asyncio.wait_for(send(i), CALL_TIMEOUT_S)
-        except TimeoutError:
-            outcome.fail("timeout")
-        except Exception as exc:  # every failure is counted by kind, none stops the run
-            outcome.fail(_kind(exc))
-        else:
-            outcome.latencies.append((time.perf_counter() - start) * 1e3)
-            outcome.degraded += int(degraded)
-
-    tasks, t0 = [], time.perf_counter()
-    for i in range(int(rps * seconds)):
-        delay = t0 + i / rps - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    _, pending = await asyncio.wait(tasks, timeout=CALL_TIMEOUT_S + 1)
-    for task in pending:
-        task.cancel()
-        outcome.fail("unfinished")
-    return outcome
-
-
-def _kind(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code().name
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    return type(exc).__name__
-
-
-@dataclass
-class Clients:
-    """One HTTP session and one gRPC channel to the served bento, with request bodies."""
-
-    http: aiohttp.ClientSession
-    base: str
-    stub: Any  # approval.v1 ApprovalServiceStub
-    bodies: list[dict[str, object]]
-    messages: list[Any]  # approval.v1 ScoreRequest
-
-    async def score_http(self, i: int) -> bool:
-        body = self.bodies[i % len(self.bodies)]
-        async with self.http.post(f"{self.base}/score", json=body) as response:
-            response.raise_for_status()
-            return bool((await response.json())["degraded"])
-
-    async def score_grpc(self, i: int) -> bool:
-        message = self.messages[i % len(self.messages)]
-        return bool((await self.stub.Score(message, timeout=CALL_TIMEOUT_S)).degraded)
-
-
 async def batch_sizes(base: str) -> tuple[float, float]:
     """(model calls, rows) so far, from the service's batch-size histogram."""
     async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
@@ -174,14 +94,6 @@ async def batch_sizes(base: str) -> tuple[float, float]:
         elif line.startswith("approvals_model_batch_size_sum"):
             rows += float(line.rsplit(" ", 1)[1])
     return calls, rows
-
-
-def server_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by the server process and its workers (load-independent cost)."""
-    import psutil
-
-    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 async def latency_table(
@@ -274,6 +186,9 @@ async def batch_throughput(
     )
 
 
+SECTIONS = ("model", "cpu", "latency", "batch")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -282,9 +197,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="per rate and protocol")
     parser.add_argument("--deadline", type=float, default=900, help="whole run, seconds")
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="serving processes (one per core)"
-    )
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="serving processes of the latency and batch sections (one per core)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS),
+        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)",
+    )  # fmt: skip
     args = parser.parse_args()
+    args.sections = [name for name in args.sections.split(",") if name]
+    if unknown := sorted(set(args.sections) - set(SECTIONS)):
+        parser.error(
+            f"--sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTIONS)})"
+        )
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("bench deadline")))
     signal.alarm(int(args.deadline))
 
@@ -297,42 +222,84 @@ def main() -> None:
     signal.alarm(0)
 
 
-def run(args: argparse.Namespace, served_model: Path) -> None:
-    """Everything measured, with the served model package at ``served_model``."""
-    shutil.copytree(
-        args.model, served_model, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state")
-    )
+def prepare(model: Path, data_path: Path, served_model: Path) -> tuple[ModelPackage, Any, Any]:
+    """The package as the bento ships it (trees compiled) at ``served_model``, and the data.
+
+    Returns:
+        ``(package, requests, state)``: the last 2000 attempts of ``data_path`` as requests
+        (labels dropped) and the feature state of every attempt before them.
+    """
+    shutil.copytree(model, served_model, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state"))
     compile_trees(served_model)
     package = ModelPackage.load(served_model)
-    data = read_attempts(args.data, labels=True).sort_values("event_time")
+    data = read_attempts(data_path, labels=True).sort_values("event_time")
     requests = data.tail(2000).drop(columns=["approved", "response_code"])
-    state = build_state(data.iloc[: len(data) - 2000])
-    counts = features.counts_for(requests, None, state)
-    x = features.matrix(counts, features.frame_columns(requests), package.spec)
-    floor_us = model_floor(package, x[:1000])
+    return package, requests, build_state(data.iloc[: len(data) - 2000])
 
-    with tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp:
-        env = {
-            "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
-            "APPROVALS_WORKERS": str(args.workers),
-        }
-        stack = LocalStack(
-            Path(tmp), model_dir=served_model, redis_url=args.redis_url, state=state, env=env,
-            log=Path(tmp) / "serve.log",
-        )  # fmt: skip
-        with stack:
-            measure(stack, [r for _, r in requests.iterrows()], args, floor_us)
+
+def bench_stack(
+    tmp: Path, served_model: Path, state: Any, workers: int, redis_url: str | None
+) -> LocalStack:
+    """Redis with ``state`` and the service of ``workers`` processes, logging into ``tmp``."""
+    env = {
+        "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
+        "APPROVALS_WORKERS": str(workers),
+    }
+    return LocalStack(
+        tmp, model_dir=served_model, redis_url=redis_url, state=state, env=env,
+        log=tmp / "serve.log",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace, served_model: Path) -> None:
+    """Every section asked for, with the served model package at ``served_model``."""
+    package, requests, state = prepare(args.model, args.data, served_model)
+    rows = [r for _, r in requests.iterrows()]
+    floor_us = float("nan")
+    if "model" in args.sections or "batch" in args.sections:
+        counts = features.counts_for(requests, None, state)
+        x = features.matrix(counts, features.frame_columns(requests), package.spec)
+        print("== model: the service's model call against raw Booster.predict on the same rows")
+        floor_us = model_floor(package, x[:1000])
+
+    def stack(tmp: str, workers: int) -> LocalStack:
+        return bench_stack(Path(tmp), served_model, state, workers, args.redis_url)
+
+    if "cpu" in args.sections:
+        print(
+            "== cpu: server CPU per Score call and p99, service (1 worker) / do-nothing server,"
+            " same client, open loop"
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,
+            stack(tmp, 1) as local,
+            cpu.null_servers(Path(tmp)) as nulls,
+        ):
+            service = local.service
+            served = cpu.Server("service", service.proc.pid, service.http, service.grpc)
+            asyncio.run(cpu.compare(served, nulls, rows, args.seconds))
+    if "latency" in args.sections or "batch" in args.sections:
+        with (
+            tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,
+            stack(tmp, args.workers) as local,
+        ):
+            measure(local, rows, args, floor_us)
 
 
 def measure(stack: LocalStack, rows: list, args: argparse.Namespace, floor_us: float) -> None:
     """Latency at each rate and protocol, then ScoreBatch throughput, against the stack."""
     base, target, pid = stack.service.http, stack.service.grpc, stack.service.proc.pid
+    latency, batch = "latency" in args.sections, "batch" in args.sections
+    print(f"== latency and batch: {args.workers} serving worker(s)")
     # the overload rate last: it leaves the batcher's latency model inflated for a while
-    asyncio.run(latency_table(base, target, rows, args.seconds, pid, RATES[:-1]))
-    asyncio.run(batch_throughput(target, rows, args.seconds, pid, floor_us))
-    if args.workers > 1:  # one connection is served by one worker process
-        asyncio.run(batch_throughput(target, rows, args.seconds, pid, floor_us, connections=1))
-    asyncio.run(latency_table(base, target, rows, args.seconds, pid, RATES[-1:]))
+    if latency:
+        asyncio.run(latency_table(base, target, rows, args.seconds, pid, RATES[:-1]))
+    if batch:
+        asyncio.run(batch_throughput(target, rows, args.seconds, pid, floor_us))
+        if args.workers > 1:  # one connection is served by one worker process
+            asyncio.run(batch_throughput(target, rows, args.seconds, pid, floor_us, connections=1))
+    if latency:
+        asyncio.run(latency_table(base, target, rows, args.seconds, pid, RATES[-1:]))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Continuous batching: a batch leaves as soon as a batch slot is free, carrying every request
 queued by then (up to ``max_batch_size`` rows). Nothing waits on a timer, so at low load every
-request is its own batch (no added latency) and under load batches grow by themselves with the
+request is its own batch (no added latency; a request that finds nothing queued and a slot
+free runs at once in its caller's task) and under load batches grow by themselves with the
 queue, which is what amortises the Redis round trip, the feature build and the model call.
 Up to ``concurrency`` batches run at once, so one batch's Redis round trip overlaps the next
 one's numpy work. A request still queued ``max_latency_ms`` after it arrived is shed
@@ -81,6 +82,8 @@ class Batcher:
         """
         if self._closed:
             raise OverloadedError("the service is shutting down")
+        if self._free > 0 and not self._queue:
+            return await self._alone(attempts)
         loop = asyncio.get_running_loop()
         job = _Queued(attempts, loop.create_future())
         self._queue.append(job)
@@ -89,6 +92,25 @@ class Batcher:
             self._kick_scheduled = True
             loop.call_soon(self._kick)
         return await job.future
+
+    async def _alone(self, attempts: Job) -> np.ndarray:
+        """A batch of one request, run by its caller: nothing is queued and a slot is free.
+
+        The usual case below saturation (at 300 Score calls/s nearly every batch has one row):
+        no future, no task and no extra turn of the event loop, which cost a single attempt
+        more than its features. Requests arriving meanwhile take the other free slots or queue.
+        """
+        self._free -= 1
+        try:
+            self._on_batch(len(attempts))
+            results = await self._score([attempts])
+            if len(results) != 1:
+                raise RuntimeError(f"scorer answered {len(results)} of 1 requests")
+            return results[0]
+        finally:
+            self._free += 1
+            if self._queue:
+                self._kick()
 
     def shutdown(self) -> None:
         """Refuse new requests and shed the queued ones (running batches finish)."""

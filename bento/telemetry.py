@@ -43,10 +43,15 @@ class Metrics:
 
     def count_keys(self, read: int, held: int) -> None:
         """Count the keys of one online read by where their hashes came from."""
+        from_redis, from_held = self._key_series()
         if read:
-            self.online_keys.labels(source="redis").inc(read)
+            from_redis.inc(read)
         if held:
-            self.online_keys.labels(source="held").inc(held)
+            from_held.inc(held)
+
+    @cache  # noqa: B019 (one instance per process, see metrics())
+    def _key_series(self) -> tuple[Any, Any]:
+        return self.online_keys.labels(source="redis"), self.online_keys.labels(source="held")
 
 
 @cache

@@ -162,3 +162,62 @@ def test_a_cancelled_caller_is_skipped() -> None:
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
         Batcher(Scorer(), max_batch_size=0, max_latency_ms=10)
+
+
+def test_a_request_that_finds_a_free_slot_and_no_queue_runs_in_its_callers_task() -> None:
+    async def main() -> tuple[bool, list[list[int]]]:
+        seen: list[asyncio.Task[object] | None] = []
+        scorer = Scorer()
+
+        async def score(batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
+            seen.append(asyncio.current_task())
+            return await scorer(batch)
+
+        batcher = Batcher(score, max_batch_size=100, max_latency_ms=1000)
+        caller = asyncio.ensure_future(batcher(rows(4)))
+        await caller
+        return seen == [caller], scorer.batches
+
+    same_task, batches = run(main())
+    assert same_task, "a lone request needs no task, future or turn of the loop of its own"
+    assert batches == [[1]]
+
+
+def test_lone_requests_take_free_slots_then_later_ones_queue_and_share_a_batch() -> None:
+    async def main() -> tuple[list[list[int]], list[list[float]]]:
+        scorer = Scorer()
+        scorer.release.clear()
+        batcher = Batcher(scorer, max_batch_size=100, max_latency_ms=5000, concurrency=2)
+        alone = [asyncio.ensure_future(batcher(rows(i))) for i in (1, 2)]
+        await asyncio.sleep(0.01)  # both slots taken by lone requests
+        queued = [asyncio.ensure_future(batcher(rows(i))) for i in (3, 4, 5)]
+        await asyncio.sleep(0.01)
+        assert batcher.queued == 3
+        scorer.release.set()
+        answers = await asyncio.gather(*alone, *queued)
+        return scorer.batches, [a[:, 0].tolist() for a in answers]
+
+    batches, answers = run(main())
+    assert batches == [[1], [1], [1, 1, 1]]
+    assert answers == [[1], [2], [3], [4], [5]]
+
+
+def test_a_cancelled_lone_request_gives_its_slot_back() -> None:
+    async def main() -> tuple[object, list[list[int]]]:
+        scorer = Scorer()
+        scorer.release.clear()
+        batcher = Batcher(scorer, max_batch_size=100, max_latency_ms=5000, concurrency=1)
+        gone = asyncio.ensure_future(batcher(rows(1)))
+        await asyncio.sleep(0.01)
+        waiting = asyncio.ensure_future(batcher(rows(2)))  # no slot: queued behind it
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.sleep(0.01)
+        scorer.release.set()
+        answer = await asyncio.wait_for(waiting, 1)
+        later = await asyncio.wait_for(batcher(rows(3)), 1)
+        return (answer[:, 0].tolist(), later[:, 0].tolist()), scorer.batches
+
+    answers, batches = run(main())
+    assert answers == ([2], [3])
+    assert batches == [[1], [1], [1]]

@@ -13,8 +13,10 @@ and a reader turns a whole request's values into arrays with one ``numpy.frombuf
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -131,6 +133,34 @@ def plan_columns(columns: Mapping[str, Any], t_us: np.ndarray) -> Plan:
     """
     texts = {k: _key_texts(columns[k], k) for k in _KEY_FIELDS}
     return _plan_keys(texts, np.asarray(t_us, dtype=np.int64))
+
+
+def plan_row(attempt: Mapping[str, Any], t_us: int) -> Plan:
+    """:func:`plan_columns` of one attempt given as values (the single-attempt serving path).
+
+    Raises:
+        ValueError: naming the key field that is missing.
+    """
+    texts = []
+    for name in _KEY_FIELDS:
+        value = attempt.get(name)
+        if value is None:
+            raise ValueError(f"attempt 0: field '{name}' is missing")
+        texts.append(value if type(value) is str and _plain(value) else key_text(value))
+    relkeys = [head + SEP.join([texts[i] for i in parts]) for head, parts in _FAMILY_PARTS]
+    return Plan(np.array([t_us], dtype=np.int64), relkeys, _ROW_FAMILIES, _ROW_INDEX)
+
+
+def _plain(text: str) -> bool:
+    """Whether :func:`key_text` leaves ``text`` as it is (no escape needed)."""
+    return "\\" not in text and SEP not in text
+
+
+# One attempt: one key per family, in family order.
+_ROW_FAMILIES = np.arange(len(FAMILIES))
+_ROW_INDEX = _ROW_FAMILIES[:, None]
+_ROW_FAMILIES.flags.writeable = False
+_ROW_INDEX.flags.writeable = False
 
 
 def _plan_keys(texts: Mapping[str, list[str]], t_us: np.ndarray) -> Plan:
@@ -357,3 +387,104 @@ def _window_sums(records: Records, rows: np.ndarray, t_us: np.ndarray) -> np.nda
         inside = (keys[at] >= wanted) & ((keys[at] >> 32) == run)
         sums[inside] = records.tile_sums[at[inside]]
     return sums.reshape(len(_FINITE), len(t_us), WIDTH)
+
+
+@dataclass(frozen=True)
+class Value:
+    """One stored value parsed for the single-attempt path (plain Python numbers).
+
+    Attributes:
+        life: the head record's counters (lifetime sums).
+        last_us: time of the card's last attempt (NaN when unknown).
+        last_code: response code of the card's last attempt (None when unknown).
+        starts: per tile group, the starts (epoch seconds) of the key's tiles, ascending.
+        sums: per tile group, each tile's counters (suffix sums), in ``starts`` order.
+    """
+
+    life: tuple[float, ...]
+    last_us: float
+    last_code: str | None
+    starts: tuple[list[int], ...]
+    sums: tuple[list[tuple[float, ...]], ...]
+
+
+_RECORD_STRUCT = struct.Struct(f"<qq{WIDTH}d")
+_CODE_BYTES = struct.Struct("<q")
+
+
+def parse_value(data: bytes) -> Value:
+    """A stored value as :class:`Value`: what :func:`unpack` reads from it, for one key.
+
+    Raises:
+        ValueError: the value is empty, not whole records, or holds tiles out of order or of
+            an unknown size (as :func:`unpack` refuses).
+    """
+    if not data or len(data) % RECORD.itemsize:
+        raise ValueError("stored values are not whole records")
+    records = _RECORD_STRUCT.iter_unpack(data)
+    head = next(records)
+    starts: tuple[list[int], ...] = tuple([] for _ in TILES)
+    sums: tuple[list[tuple[float, ...]], ...] = tuple([] for _ in TILES)
+    last = -1
+    for record in records:
+        group, start = record[0], record[1]
+        if not (0 <= group < len(TILES) and 0 <= start < 1 << 32):
+            raise ValueError("stored tile of an unknown size or start")
+        order = (group << 32) + start
+        if order <= last:
+            raise ValueError("stored tiles out of order")
+        last = order
+        starts[group].append(start)
+        sums[group].append(record[2:])
+    code = _CODE_BYTES.pack(head[1]).rstrip(b"\0")
+    return Value(
+        life=head[2:],
+        last_us=float("nan") if head[0] == NO_TIME else float(head[0]),
+        last_code=code.decode("ascii") if code else None,
+        starts=starts,
+        sums=sums,
+    )
+
+
+def row_counts(p: Plan, values: Sequence[Value | None]) -> dict[str, float | str | None]:
+    """Window counters of the one attempt of ``p`` (:func:`plan_row`), as plain values.
+
+    Equal to row 0 of :func:`counts_from_records` of the same stored values, key by key.
+
+    Args:
+        p: the plan of one attempt.
+        values: the parsed value of each plan key (None when absent).
+    """
+    t_us = int(p.t_us[0])
+    card = values[_FAMILY_AT["card"]]
+    out: dict[str, float | str | None] = {
+        "card_last_us": card.last_us if card is not None else float("nan"),
+        "card_last_code": card.last_code if card is not None else None,
+    }
+    for value, windows in zip(values, _ROW_WINDOWS, strict=True):
+        for names, group, tile, seconds in windows:
+            sums = _ZEROS
+            if value is None:
+                pass
+            elif group < 0:
+                sums = value.life
+            else:
+                starts = value.starts[group]
+                at = bisect.bisect_left(starts, max((t_us // (tile * US)) * tile - seconds, 0))
+                if at < len(starts):
+                    sums = value.sums[group][at]
+            out.update(zip(names, sums, strict=False))  # the family's counters come first
+    return out
+
+
+_ZEROS = (0.0,) * WIDTH
+# Per family, per window: the names of its counters (the family's counters, in record order),
+# its tile group (-1 for the lifetime window), tile and length in seconds.
+_ROW_WINDOWS = [
+    [
+        (tuple(f"{f.name}_{w.name}_{c}" for c in f.counters),
+         TILES.index(w.tile) if not w.lifetime else -1, w.tile, w.seconds)
+        for w in f.windows
+    ]
+    for f in FAMILIES
+]  # fmt: skip

@@ -13,8 +13,8 @@ batcher while tests call a :class:`Pipeline` directly.
 from __future__ import annotations
 
 import operator
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +26,7 @@ from approvals.decisions import retries, routes
 from approvals.decisions.costs import CostConfig
 from approvals.decisions.retries import DeclineContext, RetryAdvice, RetryOption
 from approvals.decisions.routes import RankedRoute
+from approvals.features.row import RowFeatures
 
 if TYPE_CHECKING:
     from approvals.model.package import ModelPackage
@@ -45,11 +46,22 @@ class CountsResult(Protocol):
     degraded: bool
 
 
+class RowCounts(Protocol):
+    """What the online store answers for one attempt: plain counter values."""
+
+    counts: dict[str, float | str | None]
+    degraded: bool
+
+
 class CountsSource(Protocol):
     """The online feature store (:class:`approvals.features.online.OnlineFeatureStore`)."""
 
     async def acounts_columns(self, columns: Mapping[str, Any]) -> CountsResult:
         """Counters for each attempt (given as columns), read in one round trip."""
+        ...
+
+    async def acounts_row(self, attempt: Mapping[str, Any], t_us: int) -> RowCounts:
+        """Counters of one attempt (given as values), read in one round trip."""
         ...
 
 
@@ -64,9 +76,19 @@ class Pipeline:
 
     package: ModelPackage
     store: CountsSource
+    row: RowFeatures = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "row", RowFeatures(self.package.spec))
 
     async def __call__(self, batch: Sequence[Job]) -> list[np.ndarray]:
         """For each request, one row per attempt: (calibrated probability, degraded 0/1)."""
+        if len(batch) == 1 and len(batch[0]) == 1:
+            return [await self.one(batch[0])]
+        return await self.many(batch)
+
+    async def many(self, batch: Sequence[Job]) -> list[np.ndarray]:
+        """:meth:`__call__` through the batch paths of the store and the features."""
         size = sum(len(job) for job in batch)
         if not size:
             return [np.zeros((0, 2)) for _ in batch]
@@ -77,6 +99,24 @@ class Pipeline:
         rows[:, 0] = self.package.predict(x)
         rows[:, 1] = float(online.degraded)
         return np.split(rows, np.cumsum([len(job) for job in batch])[:-1])
+
+    async def one(self, job: Job) -> np.ndarray:
+        """A batch of one attempt, through the row paths of the store and the features.
+
+        Bit for bit the answer of the batch path (tests hold the two together), without
+        numpy's cost per call on arrays of one row.
+        """
+        attempt = dict(zip(job.columns, _first(job.columns.values()), strict=True))
+        attempt["event_time_us"] = t_us = int(job.columns["event_time"].view(np.int64)[0])
+        online = await self.store.acounts_row(attempt, t_us)
+        p = self.package.predict(self.row(online.counts, attempt))
+        return np.array([[p[0], float(online.degraded)]])
+
+
+def _first(columns: Iterable[np.ndarray]) -> Iterator[Any]:
+    """The first value of each column, as a Python value (``datetime64`` as ``datetime``)."""
+    for column in columns:
+        yield column[0] if column.dtype == object else column[0].item()
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,33 @@ def test_served_probabilities_equal_batch_prediction(
     np.testing.assert_allclose(scores.p, expected, rtol=0, atol=1e-9)
 
 
+def test_one_attempt_alone_is_answered_bit_for_bit_as_by_the_batch_path(
+    package: ModelPackage, test_rows: pd.DataFrame, features_redis: RedisServer
+) -> None:
+    # given thousands of attempts after the state: real ones, the same a week later (other
+    # windows), and with a card and a merchant never seen (absent keys)
+    rows = test_rows.head(1000)
+    later = rows.assign(event_time=rows["event_time"] + pd.Timedelta("7D"))
+    unseen = rows.head(300).assign(card_fingerprint="never-seen", merchant_id="m-new")
+    jobs = [columns_of([a]) for a in attempts_of(pd.concat([rows, later, unseen]))]
+
+    async def both(url: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        live = pipeline(package, url)
+        # twice: the second time from held shared values
+        return [(await live.one(job), (await live.many([job]))[0]) for job in jobs + jobs]
+
+    # when each is scored by the single-attempt path and by the batch path, live and degraded
+    for url in (features_redis.url, f"redis://127.0.0.1:{free_port()}/0"):
+        answers = asyncio.run(both(url))
+        # then the answers (probability, degraded) are the same bits
+        assert len(answers) == 2 * len(jobs) >= 4000
+        for i, (one, many) in enumerate(answers):
+            assert one.shape == many.shape == (1, 2), i
+            assert np.array_equal(one.view(np.int64), many.view(np.int64)), (url, i)
+        degraded = {bool(one[0, 1]) for one, _ in answers}
+        assert degraded == {url != features_redis.url}, url
+
+
 def test_unreachable_redis_gives_degraded_defaults(
     package: ModelPackage, test_rows: pd.DataFrame
 ) -> None:
