@@ -29,7 +29,7 @@ from schemas import (
 from telemetry import Metrics, log_event
 
 from approvals.contract import AttemptColumns
-from approvals.serving.engine import Engine, columns_of
+from approvals.serving.engine import Engine, OneAttempt
 
 Answer = TypeVar("Answer")
 Protocol = str  # "http" or "grpc"
@@ -101,7 +101,7 @@ class Gateway:
         """One attempt -> calibrated probability."""
 
         async def run() -> ScoreResponse:
-            scores = await self.engine.score(columns_of([request.attempt]))
+            scores = await self.engine.score(OneAttempt(request.attempt))
             self._count_degraded("score", protocol, scores.degraded)
             return ScoreResponse(
                 attempt_id=request.attempt.attempt_id, p_approve=float(scores.p[0]),

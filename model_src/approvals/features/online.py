@@ -93,6 +93,7 @@ return {version, meta, table.concat(values), table.concat(lengths), same and 1 o
 """
 # Families whose keys many requests share (not keyed by the card): worth keeping.
 SHARED = np.array(["card_fingerprint" not in f.keys for f in FAMILIES])
+_SHARED_ROW = SHARED.tolist()  # by slot of a one-attempt plan (one key per family)
 
 
 @dataclass
@@ -143,6 +144,25 @@ class _Held:
             relkey = p.relkeys[slot]
             if relkey not in self.values:
                 self.values[relkey] = data[ends[slot] - lengths[slot] : ends[slot]]
+        if len(self.values) > self.size:
+            for relkey in list(self.values)[: len(self.values) - self.size]:
+                del self.values[relkey]
+                self.parsed.pop(relkey, None)
+
+    def keep_row(self, version: str, p: Plan, read: Sequence[tuple[int, bytes, Value]]) -> None:
+        """:meth:`keep` for the row path: the shared values among ``read`` (slot, stored
+        value, parsed), kept with their parsed form."""
+        if not self.size:
+            return
+        if version != self.version:
+            self.version = version
+            self.values.clear()
+            self.parsed.clear()
+        for slot, value, parsed in read:
+            relkey = p.relkeys[slot]
+            if _SHARED_ROW[slot] and relkey not in self.values:
+                self.values[relkey] = value
+                self.parsed[relkey] = parsed
         if len(self.values) > self.size:
             for relkey in list(self.values)[: len(self.values) - self.size]:
                 del self.values[relkey]
@@ -406,12 +426,15 @@ class OnlineFeatureStore:
             same = bool(reply[4]) and version == request.version
             held = dict(zip(request.held_slots, request.held_values, strict=True)) if same else {}
             values: list[Value | None] = []
+            read: list[tuple[int, bytes, Value]] = []
             at = 0
             for slot, size in enumerate(lengths):
                 if slot in held:
                     values.append(self._held.parse(version, keys[slot], held[slot]))
                 elif size:
-                    values.append(parse_value(data[at : at + size]))
+                    value = data[at : at + size]
+                    values.append(parse_value(value))
+                    read.append((slot, value, values[-1]))  # type: ignore[arg-type]
                     at += size
                 else:
                     values.append(None)
@@ -421,7 +444,7 @@ class OnlineFeatureStore:
             early = int(int(p.t_us[0]) <= int(end_us))
         except (ValueError, KeyError, IndexError, UnicodeDecodeError, TypeError, struct.error):
             return self._default_row("data")
-        self._held.keep(version, p, data, np.array(lengths, dtype=np.int64))
+        self._held.keep_row(version, p, read)
         self.stats.read(early, keys_read=len(keys) - len(held), keys_held=len(held))
         return OnlineRow(counts, degraded=False, version=version)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,7 +36,36 @@ if TYPE_CHECKING:
 _attempt_values = operator.attrgetter(*FEATURE_COLUMNS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-Job = AttemptColumns  # one request's attempts, validated
+
+
+@dataclass(frozen=True)
+class OneAttempt:
+    """A request of one validated attempt: its values, laid out as columns only when it shares
+    a batch (a lone attempt goes down the row path without ever becoming columns)."""
+
+    attempt: Attempt
+
+    def __len__(self) -> int:
+        return 1
+
+    @cached_property
+    def columns(self) -> Mapping[str, np.ndarray]:
+        """As :func:`columns_of` lays it out."""
+        return columns_of([self.attempt]).columns
+
+    @property
+    def attempt_ids(self) -> list[str]:
+        """The attempt's id."""
+        return [self.attempt.attempt_id]
+
+    def values(self) -> dict[str, Any]:
+        """The contract fields as values, with ``event_time_us`` (epoch microseconds)."""
+        values = dict(zip(FEATURE_COLUMNS, _attempt_values(self.attempt), strict=True))
+        values["event_time_us"] = (values["event_time"] - _EPOCH) // _ONE_US
+        return values
+
+
+Job = AttemptColumns | OneAttempt  # one request's attempts, validated
 Predict = Callable[[Job], Awaitable[np.ndarray]]
 
 
@@ -92,7 +122,7 @@ class Pipeline:
         size = sum(len(job) for job in batch)
         if not size:
             return [np.zeros((0, 2)) for _ in batch]
-        columns = AttemptColumns.concat(batch).columns
+        columns = AttemptColumns.concat([AttemptColumns(job.columns) for job in batch]).columns
         online = await self.store.acounts_columns(columns)
         x = features.matrix(online.counts, columns, self.package.spec)
         rows = np.empty((size, 2))
@@ -106,9 +136,12 @@ class Pipeline:
         Bit for bit the answer of the batch path (tests hold the two together), without
         numpy's cost per call on arrays of one row.
         """
-        attempt = dict(zip(job.columns, _first(job.columns.values()), strict=True))
-        attempt["event_time_us"] = t_us = int(job.columns["event_time"].view(np.int64)[0])
-        online = await self.store.acounts_row(attempt, t_us)
+        if isinstance(job, OneAttempt):
+            attempt = job.values()
+        else:
+            attempt = dict(zip(job.columns, _first(job.columns.values()), strict=True))
+            attempt["event_time_us"] = int(job.columns["event_time"].view(np.int64)[0])
+        online = await self.store.acounts_row(attempt, attempt["event_time_us"])
         p = self.package.predict(self.row(online.counts, attempt))
         return np.array([[p[0], float(online.degraded)]])
 
@@ -204,6 +237,10 @@ class Engine:
         if not len(attempts):
             return Scores(np.array([], dtype=np.float64), degraded=False)
         rows = np.asarray(await self.predict(attempts), dtype=np.float64)
+        if rows.shape == (1, 2) == (len(attempts), 2):  # one attempt: the checks on scalars
+            if not 0 <= rows[0, 0] <= 1:
+                raise ValueError("model returned values outside [0, 1]")
+            return Scores(rows[:, 0], degraded=bool(rows[0, 1]))
         if rows.shape != (len(attempts), 2):
             raise ValueError(f"model returned {rows.shape} rows for {len(attempts)} attempts")
         p = np.ascontiguousarray(rows[:, 0])
