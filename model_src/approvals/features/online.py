@@ -19,6 +19,7 @@ itself once a probe succeeds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import operator
 import struct
@@ -300,8 +301,8 @@ class OnlineFeatureStore:
 
         request = self._held.request(p)
         try:
-            reply = await self._async_script()(keys=[self._pointer], args=request.args)
-        except (RedisError, OSError) as exc:
+            reply = await self._aexecute(request)
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
             return self._failed(p, exc)
         return self._answer(p, reply, request)
 
@@ -333,8 +334,8 @@ class OnlineFeatureStore:
 
         request = self._held.request(p)
         try:
-            reply = await self._async_script()(keys=[self._pointer], args=request.args)
-        except (RedisError, OSError) as exc:
+            reply = await self._aexecute(request)
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
             self._count_failure(exc)
             return self._default_row("error")
         return self._answer_row(p, reply, request)
@@ -350,6 +351,26 @@ class OnlineFeatureStore:
         if self._async is not None:
             await self._async.aclose()
             self._async = None
+
+    async def _aexecute(self, request: _Request) -> Any:
+        """The read script's reply, within ``timeout_ms`` (plus ``connect_timeout_ms`` when no
+        pooled connection is idle, so one may be opened).
+
+        The asyncio client has no socket timeout of its own: redis-py bounds a send with
+        ``asyncio.wait_for``, which in Python 3.11 starts a task per command, and that task
+        cost more than the read itself. One ``asyncio.timeout`` around the whole call bounds
+        it instead; a call cut short drops its connection (redis-py never reuses one that is
+        mid-reply) and counts as a failure.
+
+        Raises:
+            TimeoutError: Redis did not answer in time.
+            redis.RedisError: Redis answered with an error or the connection broke.
+        """
+        script = self._async_script()
+        idle = getattr(self._async.connection_pool, "_available_connections", None)
+        budget_ms = self.settings.timeout_ms + (0 if idle else self.settings.connect_timeout_ms)
+        async with asyncio.timeout(budget_ms / 1000):
+            return await script(keys=[self._pointer], args=request.args)
 
     def _sync_script(self) -> Any:
         if self._sync is None:
@@ -369,7 +390,8 @@ class OnlineFeatureStore:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            options = self.settings.client_options()
+            # no socket timeout: each call is bounded as a whole (see _aexecute)
+            options = {**self.settings.client_options(), "socket_timeout": None}
             retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
             self._async = redis.asyncio.Redis.from_url(self.settings.url, retry=retry, **options)
             self._async_reader = self._async.register_script(READ_SCRIPT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from approvals.features.materialize import materialize
 from approvals.features.online import OnlineFeatureStore, OnlineRow
 from approvals.features.state import FeatureState, build_state
 from approvals.features.tiles import RECORD, TILES, default_counts, epoch_us, plan, plan_row
+from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
 from tests.approvals.features.test_online import later_queries, records, settings_for, split
 
@@ -151,3 +153,29 @@ def test_a_damaged_stored_value_degrades_the_row_answer(
     [repaired] = read_rows(store, [query])
     assert broken.degraded and store.stats.degraded_by_reason["data"] == 1, damage
     assert not repaired.degraded
+
+
+def test_a_slow_redis_is_cut_at_the_timeout_and_the_next_read_is_served(
+    own_redis: RedisServer, data: tuple[pd.DataFrame, FeatureState]
+) -> None:
+    queries_frame, state = data
+    settings = settings_for(own_redis.url, timeout_ms=50)
+    materialize(state, settings)
+    store, query = OnlineFeatureStore(settings), records(queries_frame.head(1))[0]
+    t_us = epoch_us(query["event_time"])
+
+    async def main() -> tuple[OnlineRow, OnlineRow, float, OnlineRow]:
+        warm = await store.acounts_row(query, t_us)  # a pooled connection, idle
+        redis.Redis.from_url(own_redis.url).execute_command("CLIENT", "PAUSE", 400, "ALL")
+        started = time.monotonic()
+        slow = await store.acounts_row(query, t_us)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.6)  # the pause is over
+        after = await store.acounts_row(query, t_us)
+        await store.aclose()
+        return warm, slow, elapsed, after
+
+    warm, slow, elapsed, after = asyncio.run(main())
+    assert not warm.degraded and not after.degraded, "served before and after the pause"
+    assert slow.degraded and store.stats.degraded_by_reason["error"] == 1
+    assert elapsed < 0.25, f"the read waited {elapsed:.2f}s despite a 50 ms timeout"
