@@ -367,7 +367,8 @@ class OnlineFeatureStore:
             redis.RedisError: Redis answered with an error or the connection broke.
         """
         script = self._async_script()
-        idle = getattr(self._async.connection_pool, "_available_connections", None)
+        pool = self._async.connection_pool if self._async is not None else None
+        idle = getattr(pool, "_available_connections", None)
         budget_ms = self.settings.timeout_ms + (0 if idle else self.settings.connect_timeout_ms)
         async with asyncio.timeout(budget_ms / 1000):
             return await script(keys=[self._pointer], args=request.args)
