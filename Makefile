@@ -64,9 +64,14 @@ bento: install ## build the bento (service, model package, serve-only deps) from
 	BENTOML_HOME=$${BENTOML_HOME:-$(CURDIR)/bentoml_home} BENTOML_DO_NOT_TRACK=true $(RUN) python bento/bundle.py $(MODEL_DIR)
 
 .PHONY: bench
-bench: install redis-bin ## serving benchmark: model cost vs raw Booster, Score p50/p99 at 100/300/600 rps, ScoreBatch
+bench: install redis-bin ## serving benchmark: model cost vs raw Booster, CPU/call and p99 vs do-nothing servers, Score at 100/300/600 rps, ScoreBatch
 	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }
 	$(RUN) python bench/serving.py --model $(MODEL_DIR) --data $(DEMO_DIR)/sim/attempts.parquet --seconds $${BENCH_SECONDS:-10}
+
+.PHONY: profile
+profile: install redis-bin ## where a serving worker's CPU goes under Score load (py-spy, by stage; PROFILE_PROTOCOL=grpc|http PROFILE_RPS=300)
+	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }
+	$(RUN) python bench/profile.py --model $(MODEL_DIR) --data $(DEMO_DIR)/sim/attempts.parquet --protocol $${PROFILE_PROTOCOL:-grpc} --rps $${PROFILE_RPS:-300} --out $(DEMO_DIR)/profile
 
 .PHONY: proto
 proto: install ## regenerate the gRPC stubs from bento/proto/approval/v1/approval.proto (reproducible)

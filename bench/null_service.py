@@ -1,7 +1,9 @@
 """A do-nothing BentoML service: the HTTP floor the service's CPU per call is compared to.
 
 ``POST /score`` takes any JSON object under ``attempt`` and answers a constant for its id, with
-the service's own BentoML settings (no access log, one worker). Run by the benchmark from
+the service's own BentoML settings (no access log, one worker, BentoML's request timeout
+without its 10 s retention of every request: ``bento/traffic.py``, without which the
+collector's pauses make this floor's p99 tens of milliseconds). Run by the benchmark from
 ``bench/``::
 
     bentoml serve null_service:Null --port 3001
@@ -9,14 +11,28 @@ the service's own BentoML settings (no access log, one worker). Run by the bench
 
 from __future__ import annotations
 
+import gc
+import sys
+from pathlib import Path
 from typing import Any
 
 import bentoml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bento"))
+import traffic  # the service's module, from bento/
+
+traffic.install()
 
 
 @bentoml.service(name="null", workers=1, logging={"access": {"enabled": False}})
 class Null:
     """Answers ``/score`` without looking at the attempt beyond its id."""
+
+    @bentoml.on_startup
+    def freeze(self) -> None:
+        """As the service does: what startup allocated stays out of the collector's passes."""
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route="/score")
     async def score(self, attempt: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,13 @@ One command (``make profile``; not part of the tests)::
 
 Serves the model with one worker and materialized features (as ``bench/serving.py`` does),
 drives Score at a fixed rate and samples the worker with py-spy (``--nonblocking``: the worker
-is never paused). Each sample is charged to the stage of the innermost frame that names one
-(validation, batcher, online read, Redis client, features, model, gRPC, HTTP, metrics, ...),
-and the table gives every stage's share of the worker's busy samples and its CPU per call.
-The raw collapsed stacks are written next to the table for a flame graph
+is never paused; ``--gil``: only samples holding the GIL, so time a thread spends waiting in a
+system call or in gRPC's poller thread is not counted as busy). Each sample is charged to the
+stage of the innermost frame that names one (validation, batcher, online read, Redis client,
+features, model, gRPC, HTTP, metrics, ...), and the table gives every stage's share of the
+worker's busy samples and the matching part of its measured CPU per call (the share times the
+total: an estimate, as system calls made without the GIL are spread over the stages). The raw
+collapsed stacks are written next to the table for a flame graph
 (``flamegraph.pl`` or https://www.speedscope.app).
 """
 
@@ -37,7 +40,7 @@ from dev.stubs import grpc_stubs
 # the first stage whose substring a frame holds gets the sample.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("approvals/model/", "model/package.py", "model/trees.py", "lightgbm")),
-    ("features", ("features/derive.py",)),
+    ("features", ("features/derive.py", "features/row.py")),
     ("online read (keys, unpack)", ("features/tiles.py", "features/online.py")),
     ("redis client", ("redis/",)),
     ("validation", ("approvals/contract", "pydantic", "schemas.py")),
@@ -47,7 +50,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics and logs", ("prometheus_client", "telemetry.py", "gateway.py", "logging/")),
     ("HTTP (BentoML, Starlette, uvicorn)", ("bentoml", "starlette", "uvicorn", "traffic.py")),
     ("gRPC (grpc.aio)", ("grpc/", "cygrpc")),
-    ("asyncio event loop", ("asyncio/",)),
+    ("asyncio event loop, gRPC core (C and Cython, no Python frames)", ("asyncio/",)),
 )
 
 
@@ -110,7 +113,7 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--out", type=Path, default=Path(".demo/profile"))
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
@@ -146,7 +149,7 @@ def main() -> None:
     print(f"worker CPU {cpu_ms:.3f} ms per call; {total:,} busy samples; raw stacks: {raw}")
     for stage, count in stages.most_common():
         share = count / total
-        print(f"  {stage:38s} {share:6.1%}   ~{share * cpu_ms * 1e3:5.0f} us/call")
+        print(f"  {stage:64s} {share:6.1%}   ~{share * cpu_ms * 1e3:5.0f} us/call")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,23 @@
 # ruff: noqa: E501
-"""Serving benchmark: model floor, model cost ratio, open-loop latency, batch throughput.
+"""Serving benchmark: model floor, CPU per call against do-nothing servers, latency, throughput.
 
 One command (not part of the tests)::
 
     uv run --frozen --all-extras python bench/serving.py --model PACKAGE_DIR --data ATTEMPTS
 
 ``--data`` is a labelled attempts file: its feature state is materialized into a throwaway
-redis-server (or ``--redis-url``) and its last rows are the requests. Prints every figure with
-its ratio to the floor measured in the same run. Loopback only; every call has a timeout and
-the whole run a deadline (``--deadline``), so a stuck server fails the run instead of hanging.
+redis-server (or ``--redis-url``) and its last rows are the requests. Sections (``--sections``):
+
+- ``model``: the service's model call against raw ``Booster.predict`` on the same rows;
+- ``cpu``: server CPU per Score call and p99 over gRPC and HTTP at 50 and 300 calls/s, the
+  service (one worker) against a do-nothing ``grpc.aio`` server and a do-nothing BentoML
+  service driven by the same client in the same run, as ratios (:mod:`bench.cpu`);
+- ``latency``: Score p50/p99 at 100, 300 and 600 calls/s with one worker per core;
+- ``batch``: ScoreBatch throughput against raw ``Booster.predict`` on one core.
+
+Every figure is printed with its ratio to a floor measured in the same run. Loopback only;
+every call has a timeout and the whole run a deadline (``--deadline``), so a stuck server
+fails the run instead of hanging.
 """
 
 from __future__ import annotations
