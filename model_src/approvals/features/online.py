@@ -134,36 +134,39 @@ class _Held:
 
     def keep(self, version: str, p: Plan, data: bytes, lengths: np.ndarray) -> None:
         """Remember the shared values just read (a new version replaces the old ones)."""
-        if not self.size:
+        if not self._switch(version):
             return
-        if version != self.version:
-            self.version = version
-            self.values.clear()
-            self.parsed.clear()
         ends = np.cumsum(lengths)
         for slot in np.flatnonzero(SHARED[p.families] & (lengths > 0)).tolist():
             relkey = p.relkeys[slot]
             if relkey not in self.values:
                 self.values[relkey] = data[ends[slot] - lengths[slot] : ends[slot]]
-        if len(self.values) > self.size:
-            for relkey in list(self.values)[: len(self.values) - self.size]:
-                del self.values[relkey]
-                self.parsed.pop(relkey, None)
+        self._bound()
 
     def keep_row(self, version: str, p: Plan, read: Sequence[tuple[int, bytes, Value]]) -> None:
         """:meth:`keep` for the row path: the shared values among ``read`` (slot, stored
         value, parsed), kept with their parsed form."""
-        if not self.size:
+        if not self._switch(version):
             return
-        if version != self.version:
-            self.version = version
-            self.values.clear()
-            self.parsed.clear()
         for slot, value, parsed in read:
             relkey = p.relkeys[slot]
             if _SHARED_ROW[slot] and relkey not in self.values:
                 self.values[relkey] = value
                 self.parsed[relkey] = parsed
+        self._bound()
+
+    def _switch(self, version: str) -> bool:
+        """Hold values of ``version`` from now on (forgetting others); False when none are."""
+        if not self.size:
+            return False
+        if version != self.version:
+            self.version = version
+            self.values.clear()
+            self.parsed.clear()
+        return True
+
+    def _bound(self) -> None:
+        """Forget the oldest values beyond ``size``."""
         if len(self.values) > self.size:
             for relkey in list(self.values)[: len(self.values) - self.size]:
                 del self.values[relkey]

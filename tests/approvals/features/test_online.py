@@ -386,14 +386,11 @@ def test_keys_with_any_characters_are_read_back(redis_url: str) -> None:
     store.close()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "reordered", "unknown tile size"])
-def test_a_damaged_stored_value_degrades_the_answer_instead_of_failing(
-    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState], damage: str
-) -> None:
-    _, later, state = factory_data
-    store, settings, version = live_store(redis_url, state, cache_keys=0)
-    client = redis.Redis.from_url(redis_url)
-    # Given the stored value with the most tiles, changed in a way the materializer never writes
+def damage_widest(
+    client: redis.Redis, settings: RedisSettings, version: str, damage: str
+) -> tuple[bytes, bytes, list[str]]:
+    """Damage the stored BIN x route value with the most tiles in a way the materializer never
+    writes; its key, its original value and its (card_bin, route_id)."""
     widest = max(
         client.scan_iter(match=f"{settings.prefix}:{version}:bin_route:*", count=1000),
         key=client.strlen,
@@ -410,7 +407,18 @@ def test_a_damaged_stored_value_degrades_the_answer_instead_of_failing(
         value = stored.tobytes()
     client.set(widest, value)
     relkey = widest.decode().removeprefix(f"{settings.prefix}:{version}:bin_route:")
-    card_bin, route_id = relkey.split("\x1f")
+    return widest, original, relkey.split("\x1f")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "reordered", "unknown tile size"])
+def test_a_damaged_stored_value_degrades_the_answer_instead_of_failing(
+    redis_url: str, factory_data: tuple[pd.DataFrame, pd.DataFrame, FeatureState], damage: str
+) -> None:
+    _, later, state = factory_data
+    store, settings, version = live_store(redis_url, state, cache_keys=0)
+    client = redis.Redis.from_url(redis_url)
+    # Given the stored value with the most tiles, changed in a way the materializer never writes
+    widest, original, (card_bin, route_id) = damage_widest(client, settings, version, damage)
     query = [{**records(later.head(1))[0], "card_bin": card_bin, "route_id": route_id}]
     # When a request reads it
     answer = store.counts(query)

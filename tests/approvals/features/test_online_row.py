@@ -21,10 +21,16 @@ from approvals.contract import validate_frame
 from approvals.features.materialize import materialize
 from approvals.features.online import OnlineFeatureStore, OnlineRow
 from approvals.features.state import FeatureState, build_state
-from approvals.features.tiles import RECORD, TILES, default_counts, epoch_us, plan, plan_row
+from approvals.features.tiles import default_counts, epoch_us, plan, plan_row
 from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
-from tests.approvals.features.test_online import later_queries, records, settings_for, split
+from tests.approvals.features.test_online import (
+    damage_widest,
+    later_queries,
+    records,
+    settings_for,
+    split,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -131,21 +137,7 @@ def test_a_damaged_stored_value_degrades_the_row_answer(
     settings = settings_for(redis_url, timeout_ms=5000, cache_keys=0)
     version = materialize(state, settings).version
     client = redis.Redis.from_url(redis_url)
-    widest = max(
-        client.scan_iter(match=f"{settings.prefix}:{version}:bin_route:*", count=1000),
-        key=client.strlen,
-    )
-    original = client.get(widest)
-    stored = np.frombuffer(original, RECORD).copy()
-    if damage == "truncated":
-        value = original[:-8]
-    elif damage == "reordered":
-        value = np.concatenate([stored[:1], stored[1:][::-1]]).tobytes()
-    else:
-        stored["a"][1] = len(TILES)
-        value = stored.tobytes()
-    client.set(widest, value)
-    card_bin, route_id = widest.decode().split(":bin_route:")[1].split("\x1f")
+    widest, original, (card_bin, route_id) = damage_widest(client, settings, version, damage)
     query = records(queries_frame.head(1))[0] | {"card_bin": card_bin, "route_id": route_id}
     store = OnlineFeatureStore(settings)
     [broken] = read_rows(store, [query])
