@@ -18,6 +18,7 @@ are one process answering one client.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,11 @@ from dev.stubs import grpc_stubs
 
 HERE = Path(__file__).resolve().parent
 RATES = (50, 300)
+
+
+def event_loop() -> str:
+    """The event loop the servers run: uvloop where installed (uvicorn's "auto"), else asyncio."""
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,13 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    port = parser.parse_args().port
+    try:  # the event loop the service gets: uvicorn's "auto" takes uvloop when it is installed
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(port))
+    else:
+        uvloop.run(serve(port))
 
 
 if __name__ == "__main__":

@@ -277,7 +277,7 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
     if "cpu" in args.sections:
         print(
             "== cpu: server CPU per Score call and p99, service (1 worker) / do-nothing server,"
-            " same client, open loop"
+            f" same client, open loop; event loop {cpu.event_loop()} in all three"
         )
         with (
             tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,

@@ -15,6 +15,7 @@ table by the contract (:func:`approvals.contract.validate_request`). A validatio
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import logging
@@ -290,7 +291,8 @@ async def start(server: Any, health_servicer: Any, port: int) -> None:
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log_event("grpc server started", port=port)
+    loop = type(asyncio.get_running_loop())
+    log_event("grpc server started", port=port, event_loop=f"{loop.__module__}.{loop.__name__}")
 
 
 async def stop(server: Any, health_servicer: Any, grace_seconds: float) -> None:
