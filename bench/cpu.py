@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ import grpc
 from bench.load import CALL_TIMEOUT_S, Clients, Measured, measured, open_loop
 from dev.processes import free_port, stop_group, wait_for_port
 from dev.requests import attempt_json, attempt_message
-from dev.stack import Service, bentoml_env
+from dev.stack import BENTO_DIR, Service, bentoml_env
 from dev.stubs import grpc_stubs
 
 HERE = Path(__file__).resolve().parent
@@ -66,11 +67,13 @@ def null_servers(workdir: Path) -> Iterator[tuple[Server, Server]]:
             ))  # fmt: skip
         wait_for_port(grpc_port, proc=procs[-1])
         log = workdir / "null-bentoml.log"
+        env = bentoml_env(workdir / "bentoml")  # with the service's modules importable
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENTO_DIR), env.get("PYTHONPATH")]))
         with log.open("wb") as out:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bentoml", "serve", "null_service:Null",
                  "--host", "127.0.0.1", "--port", str(http_port)],
-                cwd=HERE, env=bentoml_env(workdir / "bentoml"), stdout=out,
+                cwd=HERE, env=env, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             ))  # fmt: skip
         http = f"http://127.0.0.1:{http_port}"

@@ -4,22 +4,18 @@
 the service's own BentoML settings (no access log, one worker, BentoML's request timeout
 without its 10 s retention of every request: ``bento/traffic.py``, without which the
 collector's pauses make this floor's p99 tens of milliseconds). Run by the benchmark from
-``bench/``::
+``bench/`` with ``bento/`` on ``PYTHONPATH``::
 
-    bentoml serve null_service:Null --port 3001
+    PYTHONPATH=../bento bentoml serve null_service:Null --port 3001
 """
 
 from __future__ import annotations
 
 import gc
-import sys
-from pathlib import Path
 from typing import Any
 
 import bentoml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bento"))
-import traffic  # the service's module, from bento/
+import traffic  # the service's module: bench/cpu.py puts bento/ on PYTHONPATH
 
 traffic.install()
 
