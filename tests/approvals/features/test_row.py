@@ -309,7 +309,10 @@ COUNTER = st.one_of(
     st.integers(0, 5000).map(float),
     st.floats(0, 1e15, allow_nan=False),
 )
-BROKEN_COUNTER = st.one_of(COUNTER, st.sampled_from([math.inf, math.nan]))  # NaN/inf rates
+# Infinite counters give inf and NaN rates. Not NaN counters: counters are sums of finite
+# values, and when two NaNs meet in one operation which one comes out (its sign and payload)
+# is left open by IEEE 754, so even numpy's own loops may differ from one build to the next.
+BROKEN_COUNTER = st.one_of(COUNTER, st.just(math.inf))
 TEXT = st.one_of(
     st.none(),
     st.text(max_size=3),
