@@ -29,9 +29,8 @@ from pathlib import Path
 import aiohttp
 import grpc
 
-from bench.load import CALL_TIMEOUT_S, Clients, Measured, measured, open_loop
+from bench.load import CALL_TIMEOUT_S, Clients, Measured, measured, open_loop, score_requests
 from dev.processes import free_port, stop_group, wait_for_port
-from dev.requests import attempt_json, attempt_message
 from dev.stack import BENTO_DIR, Service, bentoml_env
 from dev.stubs import grpc_stubs
 
@@ -117,9 +116,8 @@ async def compare(
     rates: tuple[int, ...] = RATES,
 ) -> list[Pair]:  # fmt: skip
     """Each rate and protocol: the do-nothing server, then the service, same requests."""
-    pb, pb_grpc = grpc_stubs()
-    bodies = [{"attempt": attempt_json(r)} for r in rows]
-    messages = [pb.ScoreRequest(attempt=attempt_message(r)) for r in rows]
+    _, pb_grpc = grpc_stubs()
+    bodies, messages = score_requests(rows)
     null_grpc, null_http = nulls
     timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
     async with contextlib.AsyncExitStack() as stack:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,9 @@ import aiohttp
 import grpc
 import numpy as np
 import psutil
+
+from dev.requests import attempt_json, attempt_message
+from dev.stubs import grpc_stubs
 
 CALL_TIMEOUT_S = 5.0
 
@@ -97,6 +100,13 @@ def server_cpu_s(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def score_requests(rows: Sequence[Any]) -> tuple[list[dict[str, object]], list[Any]]:
+    """The Score requests of attempt rows: as HTTP JSON bodies and as ``ScoreRequest``s."""
+    pb, _ = grpc_stubs()
+    bodies: list[dict[str, object]] = [{"attempt": attempt_json(r)} for r in rows]
+    return bodies, [pb.ScoreRequest(attempt=attempt_message(r)) for r in rows]
 
 
 @dataclass

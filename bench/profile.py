@@ -31,9 +31,9 @@ import aiohttp
 import grpc
 import psutil
 
-from bench.load import CALL_TIMEOUT_S, Clients, measured
+from bench.load import CALL_TIMEOUT_S, Clients, measured, score_requests
 from bench.serving import bench_stack, prepare
-from dev.requests import attempt_json, attempt_message
+from dev.stack import Service
 from dev.stubs import grpc_stubs
 
 # (stage, substrings of a frame "function (file)"), tried on each frame from the innermost out;
@@ -84,20 +84,17 @@ def worker_pid(server_pid: int) -> int:
 
 
 async def drive(
-    protocol: str, service: object, rows: list, rps: int, seconds: float, pid: int
+    protocol: str, service: Service, rows: list, rps: int, seconds: float, pid: int
 ) -> float:
     """Score at ``rps`` for ``seconds`` over ``protocol``; the server's CPU ms per call."""
-    pb, pb_grpc = grpc_stubs()
+    _, pb_grpc = grpc_stubs()
     timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
     async with (
         aiohttp.ClientSession(timeout=timeout) as http,
-        grpc.aio.insecure_channel(service.grpc) as channel,  # type: ignore[attr-defined]
+        grpc.aio.insecure_channel(service.grpc) as channel,
     ):
-        clients = Clients(
-            http, service.http, pb_grpc.ApprovalServiceStub(channel),  # type: ignore[attr-defined]
-            [{"attempt": attempt_json(r)} for r in rows],
-            [pb.ScoreRequest(attempt=attempt_message(r)) for r in rows],
-        )  # fmt: skip
+        stub = pb_grpc.ApprovalServiceStub(channel)
+        clients = Clients(http, service.http, stub, *score_requests(rows))
         send = clients.score_grpc if protocol == "grpc" else clients.score_http
         result = await measured(send, rps, seconds, pid)
     print(f"Score {protocol} {rps}/s: {result.outcome.line()}")

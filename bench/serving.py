@@ -43,8 +43,8 @@ from approvals.features.state import build_state
 from approvals.model.package import ModelPackage
 from approvals.model.trees import RawTrees, compile_trees
 from bench import cpu
-from bench.load import CALL_TIMEOUT_S, Clients, Outcome, open_loop, server_cpu_s
-from dev.requests import attempt_json, attempt_message
+from bench.load import CALL_TIMEOUT_S, Clients, Outcome, open_loop, score_requests, server_cpu_s
+from dev.requests import attempt_message
 from dev.stack import LocalStack
 from dev.stubs import grpc_stubs
 
@@ -108,7 +108,7 @@ async def batch_sizes(base: str) -> tuple[float, float]:
 async def latency_table(
     base: str, target: str, rows: list, seconds: float, pid: int, rates: tuple[int, ...]
 ) -> None:
-    pb, pb_grpc = grpc_stubs()
+    _, pb_grpc = grpc_stubs()
     timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=1000)
     async with (
@@ -116,9 +116,7 @@ async def latency_table(
         grpc.aio.insecure_channel(target) as channel,
     ):
         clients = Clients(
-            http, base, pb_grpc.ApprovalServiceStub(channel),
-            [{"attempt": attempt_json(r)} for r in rows],
-            [pb.ScoreRequest(attempt=attempt_message(r)) for r in rows],
+            http, base, pb_grpc.ApprovalServiceStub(channel), *score_requests(rows)
         )  # fmt: skip
         for send in (clients.score_http, clients.score_grpc):  # warm-up, not reported
             await open_loop(send, 50, 3)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from schemas import (
     AdviseRetryRequest,
@@ -93,9 +93,6 @@ class Gateway:
     engine: Engine
     admission: Admission
     metrics: Metrics
-    # (endpoint, protocol) -> its latency histogram and "ok" counter: looked up once, as
-    # resolving labelled series on every call cost more than observing them
-    _series: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict, init=False)
 
     async def score(self, request: ScoreRequest, protocol: Protocol) -> ScoreResponse:
         """One attempt -> calibrated probability."""
@@ -181,7 +178,7 @@ class Gateway:
             )  # fmt: skip
             raise
         finally:
-            latency, answered = self._series_of(endpoint, protocol)
+            latency, answered = self.metrics.answered(endpoint, protocol)
             latency.observe(time.perf_counter() - start)
             if outcome == "ok":
                 answered.inc()
@@ -189,13 +186,3 @@ class Gateway:
                 labels = {"endpoint": endpoint, "protocol": protocol}
                 self.metrics.requests.labels(**labels, outcome=outcome).inc()
                 self.metrics.errors.labels(**labels, kind=outcome).inc()
-
-    def _series_of(self, endpoint: str, protocol: Protocol) -> tuple[Any, Any]:
-        series = self._series.get((endpoint, protocol))
-        if series is None:
-            labels = {"endpoint": endpoint, "protocol": protocol}
-            series = self._series[endpoint, protocol] = (
-                self.metrics.latency.labels(**labels),
-                self.metrics.requests.labels(**labels, outcome="ok"),
-            )
-        return series

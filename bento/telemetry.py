@@ -49,9 +49,17 @@ class Metrics:
         if held:
             from_held.inc(held)
 
-    @cache  # noqa: B019 (one instance per process, see metrics())
+    # Labelled series are resolved once, not per call: the lookup cost more than the update.
+    # (B019: one Metrics per process, see metrics(), so the caches hold nothing extra.)
+    @cache  # noqa: B019
     def _key_series(self) -> tuple[Any, Any]:
         return self.online_keys.labels(source="redis"), self.online_keys.labels(source="held")
+
+    @cache  # noqa: B019
+    def answered(self, endpoint: str, protocol: str) -> tuple[Any, Any]:
+        """The latency histogram and the ``outcome="ok"`` counter of one endpoint and protocol."""
+        labels = {"endpoint": endpoint, "protocol": protocol}
+        return self.latency.labels(**labels), self.requests.labels(**labels, outcome="ok")
 
 
 @cache

@@ -298,16 +298,24 @@ class OnlineFeatureStore:
         return await self._aread(plan(attempts, now))
 
     async def _aread(self, p: Plan) -> OnlineCounts:
+        fetched = await self._fetch(p)
+        if isinstance(fetched, str):
+            return self._degraded(p, fetched)
+        return self._answer(p, *fetched)
+
+    async def _fetch(self, p: Plan) -> tuple[list[Any], _Request] | str:
+        """The read script's reply to ``p`` and the request sent, or why there is none
+        (``breaker_open``, or ``error`` once the failure is counted)."""
         if not self.breaker.allow():
-            return self._degraded(p, "breaker_open")
+            return "breaker_open"
         from redis.exceptions import RedisError
 
         request = self._held.request(p)
         try:
-            reply = await self._aexecute(request)
+            return await self._aexecute(request), request
         except (RedisError, OSError) as exc:  # OSError includes TimeoutError
-            return self._failed(p, exc)
-        return self._answer(p, reply, request)
+            self._count_failure(exc)
+            return "error"
 
     async def acounts_columns(self, columns: Mapping[str, Any]) -> OnlineCounts:
         """:meth:`acounts` of attempts given as columns (``event_time`` naive UTC datetime64).
@@ -331,17 +339,10 @@ class OnlineFeatureStore:
             ValueError: a key field is missing.
         """
         p = plan_row(attempt, t_us)
-        if not self.breaker.allow():
-            return self._default_row("breaker_open")
-        from redis.exceptions import RedisError
-
-        request = self._held.request(p)
-        try:
-            reply = await self._aexecute(request)
-        except (RedisError, OSError) as exc:  # OSError includes TimeoutError
-            self._count_failure(exc)
-            return self._default_row("error")
-        return self._answer_row(p, reply, request)
+        fetched = await self._fetch(p)
+        if isinstance(fetched, str):
+            return self._default_row(fetched)
+        return self._answer_row(p, *fetched)
 
     def close(self) -> None:
         """Close the synchronous connection pool."""
@@ -402,13 +403,9 @@ class OnlineFeatureStore:
         return self._async_reader
 
     def _answer(self, p: Plan, reply: list[Any], request: _Request) -> OnlineCounts:
-        if self.breaker.success():
-            log.warning("online features: Redis answers again; circuit breaker closed")
-        if not reply or reply[0] is None:
-            return self._degraded(p, "no_version")
-        defs, end_us = reply[1]
-        if defs is None or defs.decode() != self._defs:
-            return self._degraded(p, "definitions")
+        if refusal := self._refusal(reply):
+            return self._degraded(p, refusal)
+        end_us = reply[1][1]
         try:
             version = reply[0].decode()
             data, lengths = reply[2], np.frombuffer(reply[3], "<u4").astype(np.int64)
@@ -438,13 +435,9 @@ class OnlineFeatureStore:
 
     def _answer_row(self, p: Plan, reply: list[Any], request: _Request) -> OnlineRow:
         """:meth:`_answer` of a one-attempt plan, parsed into plain values."""
-        if self.breaker.success():
-            log.warning("online features: Redis answers again; circuit breaker closed")
-        if not reply or reply[0] is None:
-            return self._default_row("no_version")
-        defs, end_us = reply[1]
-        if defs is None or defs.decode() != self._defs:
-            return self._default_row("definitions")
+        if refusal := self._refusal(reply):
+            return self._default_row(refusal)
+        end_us = reply[1][1]
         keys = p.relkeys
         try:
             version = reply[0].decode()
@@ -473,6 +466,18 @@ class OnlineFeatureStore:
         self._held.keep_row(version, p, read)
         self.stats.read(early, keys_read=len(keys) - len(held), keys_held=len(held))
         return OnlineRow(counts, degraded=False, version=version)
+
+    def _refusal(self, reply: list[Any]) -> str | None:
+        """Why an answer of Redis holds no counters (``no_version``, ``definitions``), if so;
+        an answer at all closes an open breaker."""
+        if self.breaker.success():
+            log.warning("online features: Redis answers again; circuit breaker closed")
+        if not reply or reply[0] is None:
+            return "no_version"
+        defs = reply[1][0]
+        if defs is None or defs.decode() != self._defs:
+            return "definitions"
+        return None
 
     def _default_row(self, reason: str) -> OnlineRow:
         self.stats.degrade(reason)
