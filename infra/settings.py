@@ -73,6 +73,16 @@ class ClusterSettings(_Model):
     public_access_cidrs: tuple[str, ...] = ()
     log_retention_days: int
     deletion_protection: bool
+    # Roles given cluster-admin through EKS access entries (at least one: the administrators).
+    admin_role_arns: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[\w-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", arn):
+                raise ValueError(f"{arn!r} is not an IAM role ARN")
+        return value
 
     @field_validator("log_retention_days")
     @classmethod

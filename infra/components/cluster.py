@@ -19,6 +19,7 @@ _NODE_POLICIES = (
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
 )
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ClusterArgs:
     public_access_cidrs: Sequence[str]
     log_retention_days: int
     deletion_protection: bool
+    admin_role_arns: Sequence[str]
     region: str
 
 
@@ -96,6 +98,7 @@ class Cluster(pulumi.ComponentResource):
         self.cluster = self._control_plane()
         self.node_group = self._node_group()
         self._addons()
+        self._admins()
         self.cluster_name = self.cluster.name
         self.cluster_arn = self.cluster.arn
         # Managed node groups attach the cluster security group to every node.
@@ -132,7 +135,7 @@ class Cluster(pulumi.ComponentResource):
 
     def _control_plane(self) -> aws.eks.Cluster:
         args, child = self._cfg, pulumi.ResourceOptions(parent=self)
-        role = self._role("cluster", "eks.amazonaws.com", ("AmazonEKSClusterPolicy",))
+        role, attached = self._role("cluster", "eks.amazonaws.com", ("AmazonEKSClusterPolicy",))
         key = aws.kms.Key(
             f"{self._base}-secrets",
             description=f"EKS secrets envelope encryption for {args.cluster_name}",
@@ -158,19 +161,22 @@ class Cluster(pulumi.ComponentResource):
                 "endpoint_public_access": args.endpoint_public_access,
                 "public_access_cidrs": list(args.public_access_cidrs) or None,
             },
+            # Cluster admins are the roles named in the stack file (access entries below), not
+            # whichever identity happened to create the cluster.
             access_config={
                 "authentication_mode": "API",
-                "bootstrap_cluster_creator_admin_permissions": True,
+                "bootstrap_cluster_creator_admin_permissions": False,
             },
             enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
             encryption_config={"resources": ["secrets"], "provider": {"key_arn": key.arn}},
             deletion_protection=args.deletion_protection,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+            # EKS checks the role's permissions when it creates the cluster: attach them first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *attached]),
         )
 
     def _node_group(self) -> aws.eks.NodeGroup:
         args = self._cfg
-        role = self._role("nodes", "ec2.amazonaws.com", _NODE_POLICIES)
+        role, attached = self._role("nodes", "ec2.amazonaws.com", _NODE_POLICIES)
         return aws.eks.NodeGroup(
             f"{self._base}-nodes",
             cluster_name=self.cluster.name,
@@ -187,7 +193,10 @@ class Cluster(pulumi.ComponentResource):
             },
             update_config={"max_unavailable": 1},
             labels={"approvals/pool": "general"},
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+            # Nodes cannot join (and the group fails to create) before their policies are attached.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=attached, ignore_changes=["scalingConfig.desiredSize"]
+            ),
         )
 
     def _addons(self) -> None:
@@ -202,22 +211,46 @@ class Cluster(pulumi.ComponentResource):
                 cluster_name=self.cluster.name,
                 addon_name=addon,
                 configuration_values=json.dumps(config) if config else None,
+                # EKS installs vpc-cni itself with the cluster: take it over on create as well.
+                resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_group]),
             )
 
-    def _role(self, suffix: str, service: str, managed: Sequence[str]) -> aws.iam.Role:
+    def _admins(self) -> None:
+        """Cluster-admin access entries for the administrator roles of the stack file."""
+        for index, arn in enumerate(self._cfg.admin_role_arns):
+            entry = aws.eks.AccessEntry(
+                f"{self._base}-admin-{index}",
+                cluster_name=self.cluster.name,
+                principal_arn=arn,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{self._base}-admin-{index}",
+                cluster_name=self.cluster.name,
+                principal_arn=arn,
+                policy_arn=CLUSTER_ADMIN_POLICY,
+                access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+            )
+
+    def _role(
+        self, suffix: str, service: str, managed: Sequence[str]
+    ) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{self._base}-{suffix}",
             assume_role_policy=json.dumps(service_trust(service)),
             opts=child,
         )
-        for policy in managed:
+        attached: list[pulumi.Resource] = [
             aws.iam.RolePolicyAttachment(
                 f"{self._base}-{suffix}-{policy}",
                 role=role.name,
                 policy_arn=f"arn:aws:iam::aws:policy/{policy}",
                 opts=child,
             )
-        return role
+            for policy in managed
+        ]
+        return role, attached

@@ -204,6 +204,9 @@ def deployment(spec: ServiceSpec) -> Object:
     pod = {
         "serviceAccountName": spec.name,
         "automountServiceAccountToken": False,
+        # No Docker-link variables: a Service named approvals-grpc would otherwise inject
+        # APPROVALS_GRPC_PORT=tcp://... into the pod, which the service reads as its port.
+        "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,
@@ -223,8 +226,9 @@ def deployment(spec: ServiceSpec) -> Object:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(spec, spec.name),
+        # No `replicas`: the HorizontalPodAutoscaler owns the count. Setting it here would reset
+        # the scaled-out Deployment to the minimum on every release.
         "spec": {
-            "replicas": spec.min_replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": spec.labels},
             "strategy": {

@@ -273,7 +273,11 @@ def test_github_deploy_role(stack_runs: dict[str, StackRun], variant: str) -> No
     if variant == "prod+github-reuse":
         assert statement["Principal"]["Federated"] == EXISTING_PROVIDER, "reuses the provider"
     assert run.output("deployRoleArn") == role["state"]["arn"], "deploy role ARN is exported"
-    scope = run.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")["inputs"]
+    scope = next(
+        a["inputs"]
+        for a in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        if a["inputs"]["principalArn"] == role["state"]["arn"]
+    )
     assert scope["accessScope"] == {"type": "namespace", "namespaces": ["approvals"]}, "scoped"
 
 
@@ -289,3 +293,64 @@ def test_bad_stack_file_fails_the_program_with_the_key(tmp_path: Path, run_progr
     assert "approvals:cluster.maxSize" in result.stderr, "names the wrongly typed key"
     assert "approvals:service: Field required" in result.stderr, "names the missing key"
     assert not (tmp_path / "out.json").exists(), "nothing was created"
+
+
+def _stack_file(name: str) -> dict[str, Any]:
+    path = Path(__file__).parents[2] / f"environments/Pulumi.{name}.yaml"
+    return yaml.safe_load(path.read_text())["config"]
+
+
+def test_the_autoscaler_alone_owns_the_replica_count(run: StackRun) -> None:
+    (deployment,) = run.kind("Deployment")
+    assert "replicas" not in deployment["spec"], "a release must not reset the HPA's count"
+    (hpa,) = run.kind("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "HPA target"
+
+
+def test_pods_get_no_service_link_variables(run: StackRun) -> None:
+    (deployment,) = run.kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False, "APPROVALS_GRPC_PORT=tcp://... is not injected"
+
+
+def test_roles_are_attached_before_the_cluster_and_nodes_use_them(run: StackRun) -> None:
+    attachments = {
+        r["name"]: r["urn"]
+        for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    }
+    for token, suffix in (
+        ("aws:eks/cluster:Cluster", "cluster"),
+        ("aws:eks/nodeGroup:NodeGroup", "nodes"),
+    ):
+        resource = run.one(token)
+        mine = {
+            urn
+            for name, urn in attachments.items()
+            if name.startswith(f"approvals-{run.name}-{suffix}-")
+        }
+        assert mine, f"{run.name}: {suffix} role has managed policies"
+        assert mine <= set(resource["dependencies"]), f"{token} waits for its role's policies"
+
+
+def test_addons_take_over_what_eks_installed(run: StackRun) -> None:
+    for addon in run.of_type("aws:eks/addon:Addon"):
+        inputs = addon["inputs"]
+        assert inputs["resolveConflictsOnCreate"] == "OVERWRITE", f"{inputs['addonName']} on create"
+        assert inputs["resolveConflictsOnUpdate"] == "OVERWRITE", f"{inputs['addonName']} on update"
+
+
+def test_cluster_admins_come_from_the_stack_file(run: StackRun) -> None:
+    cluster = run.one("aws:eks/cluster:Cluster")["inputs"]
+    assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False, (
+        "no hidden admin for whoever created the cluster"
+    )
+    admins = _stack_file(run.name)["approvals:cluster"]["adminRoleArns"]
+    entries = {e["inputs"]["principalArn"] for e in run.of_type("aws:eks/accessEntry:AccessEntry")}
+    assert set(admins) <= entries, "every administrator role has an access entry"
+    associations = {
+        a["inputs"]["principalArn"]: a["inputs"]
+        for a in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    }
+    for arn in admins:
+        assert associations[arn]["policyArn"].endswith("/AmazonEKSClusterAdminPolicy"), arn
+        assert associations[arn]["accessScope"] == {"type": "cluster"}, arn

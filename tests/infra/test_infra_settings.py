@@ -69,6 +69,9 @@ def test_environments_differ_as_data() -> None:
         (("environment",), "qa", "approvals:environment"),
         (("region",), _DELETE, "aws:region"),
         (("featureStore",), _DELETE, "approvals:featureStore"),
+        (("cluster", "adminRoleArns"), _DELETE, "approvals:cluster.adminRoleArns"),
+        (("cluster", "adminRoleArns"), [], "approvals:cluster.adminRoleArns"),
+        (("cluster", "adminRoleArns"), ["approvals-admin"], "approvals:cluster.adminRoleArns"),
     ],
 )
 def test_bad_value_names_the_key(path: tuple[str, ...], value: Any, named: str) -> None:
