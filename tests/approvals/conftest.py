@@ -12,6 +12,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from approvals.evaluation.gate import GateCheck, GateReport
 from approvals.model.train import TrainResult
 from approvals.registry import ModelRegistry
 from tests.conftest import SERVING_CONFIG
@@ -78,5 +79,35 @@ def make_package(tmp_path: Path) -> PackageFactory:
         }
         (root / "manifest.json").write_text(json.dumps(body))
         return root
+
+    return make
+
+
+ECR_REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/approvals-prod"
+
+
+@pytest.fixture
+def make_image() -> Callable[..., str]:
+    """An ECR image reference ``REPOSITORY:TAG@sha256:<64 hex>`` (``fill`` is one hex digit)."""
+
+    def make(tag: str = "abc1234", fill: str = "a") -> str:
+        return f"{ECR_REPOSITORY}:{tag}@sha256:{fill * 64}"
+
+    return make
+
+
+@pytest.fixture
+def make_gate_report(tmp_path: Path) -> Callable[..., Path]:
+    """Write a gate report the way `approvals gate --report` does (``GateReport.to_dict``)."""
+
+    def make(passed: bool = True) -> Path:
+        checks = (
+            GateCheck("rows", 12_000, None, 1_000, ">=", True),
+            GateCheck("log_loss", 0.412, 0.41, 0.4141, "<=", passed),
+        )
+        path = tmp_path / "reports" / f"gate-{uuid.uuid4().hex[:6]}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(GateReport(checks, has_champion=True).to_dict(), indent=1))
+        return path
 
     return make

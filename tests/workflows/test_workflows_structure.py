@@ -93,3 +93,35 @@ def test_pr_tests_get_a_redis_service(workflows) -> None:
     assert test["env"]["REDIS_URL"].startswith("redis://"), "tests use it through REDIS_URL"
     preview = workflows["ci.yml"]["jobs"]["preview"]["steps"][-1]["with"]
     assert (preview["command"], preview["comment-on-pr"]) == ("preview", True), "PR comment"
+
+
+def test_no_run_wide_concurrency_holds_every_environment(workflows) -> None:
+    release = workflows["release.yml"]
+    assert "concurrency" not in release, "a pending prod approval must not hold dev and staging"
+    for job_id, job in release["jobs"].items():
+        assert "concurrency" not in job, f"release.yml:{job_id}: groups live in deploy.yml"
+
+
+def test_training_steps_read_attempts_only(workflows) -> None:
+    data = re.compile(r"--data\s+(\S+)")
+    scripts = "\n".join(p.read_text() for p in (GITHUB / "scripts").glob("*.sh"))
+    runs = "\n".join(step.get("run", "") for doc in workflows.values() for step in _steps(doc))
+    found = data.findall(runs + "\n" + scripts)
+    assert found, "some step passes --data"
+    for path in found:
+        assert path.endswith("/attempts"), f"--data {path}: the folder holds other tables too"
+
+
+def test_the_image_is_built_from_the_store_the_bento_was_built_in(workflows) -> None:
+    job = workflows["release.yml"]["jobs"]["model"]
+    assert job["env"]["BENTOML_HOME"], "one BENTOML_HOME for make bento and containerize"
+    steps = job["steps"]
+    bento = next(i for i, s in enumerate(steps) if s.get("run") == "make bento")
+    image = next(i for i, s in enumerate(steps) if "containerize.sh" in s.get("run", ""))
+    assert bento < image, "containerize what was just built"
+    assert "BENTOML_HOME" not in steps[bento].get("env", {}), "no step overrides the store"
+    assert not any("setup-buildx" in s.get("uses", "") for s in steps), (
+        "the docker-container builder never loads the image that docker save needs"
+    )
+    version = steps[image]["env"]["MODEL_VERSION"]
+    assert version == "${{ steps.version.outputs.version }}", "tag = the model version"

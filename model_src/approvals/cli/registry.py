@@ -1,5 +1,9 @@
 """``approvals registry ...``: publish, list, show, pull, promote, rollback, history, resolve.
 
+The release pipeline publishes a version together with its image (``--image``, by digest), its
+gate report and its workflow run; ``resolve --field image`` hands the image to the deploy, and
+``rollback --dry-run`` names what a rollback would deploy before the alias moves.
+
 Exit codes (:class:`approvals.cli.exits.ExitCode`, shared with the other commands): 0 done;
 2 a mistake the user can fix (bad name, unknown version, conflict, missing bucket, access
 denied); 1 stored data that failed verification (a corrupted object) or a registry that could
@@ -9,6 +13,7 @@ not be reached or kept changing (worth a look or a retry). Every error is one li
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from approvals.cli.exits import ExitCode
+from approvals.cli.registry_output import plan_json, plan_lines, provenance_lines, record_lines
 from approvals.registry.errors import (
     ConcurrentUpdateError,
     IntegrityError,
@@ -45,6 +51,23 @@ Actor = Annotated[
     str | None, typer.Option("--actor", envvar="GITHUB_ACTOR", help="who makes the change")
 ]
 Reason = Annotated[str | None, typer.Option("--reason", help="why (kept in the audit log)")]
+Image = Annotated[
+    str | None,
+    typer.Option("--image", help="REPOSITORY:TAG@sha256:<digest> of the image built from it"),
+]
+GateReport = Annotated[
+    Path | None,
+    typer.Option(
+        "--gate-report", help="gate report JSON (approvals gate --report), kept as a blob"
+    ),
+]
+RunUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--workflow-run-url", help="the publishing run (default: from GITHUB_* variables)"
+    ),
+]
+FIELDS = ("version", "git_sha", "image")
 
 
 def _registry(bucket: str | None, prefix: str) -> Any:
@@ -92,20 +115,36 @@ def publish(
     package: Annotated[Path, typer.Argument(help="model package directory")],
     version: Annotated[str | None, typer.Option(help="defaults to manifest model_version")] = None,
     git_sha: Annotated[str | None, typer.Option(envvar="GITHUB_SHA", help="commit")] = None,
+    image: Image = None,
+    gate_report: GateReport = None,
+    workflow_run_url: RunUrl = None,
     bucket: Bucket = None,
     prefix: Prefix = "registry/",
     actor: Actor = None,
     as_json: AsJson = False,
 ) -> None:
-    """Publish a model package as an immutable version (re-publishing the same bytes is a no-op)."""
+    """Publish a model package as an immutable version, with its image, gate report and run."""
+    from approvals.registry.provenance import workflow_run
+
+    if image is None and os.environ.get("GITHUB_ACTIONS") == "true":
+        # A record is written once: a version published by CI without its image never gets one.
+        _fail_user("in GitHub Actions, publish needs --image: a version cannot gain one later")
     with _errors():
+        run = workflow_run(workflow_run_url, os.environ)
         result = _registry(bucket, prefix).publish(
-            package, version=version, git_sha=git_sha, published_by=actor
+            package,
+            version=version,
+            git_sha=git_sha,
+            published_by=actor,
+            image=image,
+            gate_report=gate_report,
+            workflow_run=run,
         )
     record = result.record
     verb = "published" if result.created else "already published"
     data = {**record.model_dump(mode="json"), "created": result.created}
-    _emit(data, as_json, f"{verb} {record.version} {record.content_hash}")
+    text = [f"{verb} {record.version} {record.content_hash}", *provenance_lines(record)]
+    _emit(data, as_json, "\n".join(text))
 
 
 @app.command("list")
@@ -131,11 +170,12 @@ def show(
     version: Annotated[str, typer.Argument(help="a published version")],
     bucket: Bucket = None,
     prefix: Prefix = "registry/",
+    as_json: AsJson = False,
 ) -> None:
-    """Print a version's record (files, hashes, metrics, data fingerprint, git SHA) as JSON."""
+    """Print a version's record: content hash, git SHA, image, gate verdict, workflow run."""
     with _errors():
         record = _registry(bucket, prefix).show(version)
-    typer.echo(json.dumps(record.model_dump(mode="json"), sort_keys=True, indent=1))
+    _emit(record.model_dump(mode="json"), as_json, "\n".join(record_lines(record)))
 
 
 @app.command()
@@ -180,6 +220,9 @@ def rollback(
     env: Env,
     alias: Alias = "champion",
     to: Annotated[str | None, typer.Option("--to", help="version (default: previous)")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the target and its record, write nothing")
+    ] = False,
     bucket: Bucket = None,
     prefix: Prefix = "registry/",
     actor: Actor = None,
@@ -188,7 +231,12 @@ def rollback(
 ) -> None:
     """Point an environment's alias back at its previous version (or --to a given one)."""
     with _errors():
-        state = _registry(bucket, prefix).rollback(env, alias, to=to, actor=actor, reason=reason)
+        registry = _registry(bucket, prefix)
+        if dry_run:
+            plan = registry.plan_rollback(env, alias, to=to)
+            _emit(plan_json(plan), as_json, "\n".join(plan_lines(plan)))
+            return
+        state = registry.rollback(env, alias, to=to, actor=actor, reason=reason)
     text = f"{env}/{alias} -> {state.version} (change #{state.seq}, rollback)"
     _emit(state.model_dump(mode="json"), as_json, text)
 
@@ -216,17 +264,27 @@ def history(
 def resolve(
     env: Env,
     alias: Alias = "champion",
-    allow_missing: Annotated[bool, typer.Option(help="print nothing if unset")] = False,
-    field: Annotated[str, typer.Option(help="version or git_sha")] = "version",
+    allow_missing: Annotated[
+        bool, typer.Option(help="print nothing if unset (or, for image, if none is recorded)")
+    ] = False,
+    field: Annotated[str, typer.Option(help=" or ".join(FIELDS))] = "version",
     bucket: Bucket = None,
     prefix: Prefix = "registry/",
 ) -> None:
-    """Print the version (or git SHA) an alias points at; for scripts and the pipeline."""
-    if field not in {"version", "git_sha"}:
-        _fail_user(f"bad --field {field!r}: expected version or git_sha")
+    """Print the version, git SHA or image an alias points at; for scripts and the pipeline."""
+    if field not in FIELDS:
+        _fail_user(f"bad --field {field!r}: expected {', '.join(FIELDS)}")
     with _errors():
-        state = _registry(bucket, prefix).current(env, alias)
-    if state is None and not allow_missing:
-        _fail_user(f"{alias} is not set in environment {env!r}")
-    if state is not None:
+        registry = _registry(bucket, prefix)
+        state = registry.current(env, alias)
+        record = None if state is None or field != "image" else registry.show(state.version)
+    if state is None:
+        if not allow_missing:
+            _fail_user(f"{alias} is not set in environment {env!r}")
+        return
+    if record is None:
         typer.echo(getattr(state, field) or "")
+        return
+    if record.image is None and not allow_missing:
+        _fail_user(f"{env}/{alias} is {record.version}, published without an image (no --image)")
+    typer.echo("" if record.image is None else record.image.reference)

@@ -3,7 +3,12 @@
 Python API::
 
     registry = ModelRegistry.from_settings(RegistrySettings(bucket="my-models"))
-    result = registry.publish(Path("models/candidate"), git_sha=sha)
+    run = workflow_run(None, os.environ)  # the GitHub Actions run, or None
+    result = registry.publish(
+        Path("models/candidate"), git_sha=sha, image=f"{repo}:{sha}@{digest}",
+        gate_report=Path("gate.json"), workflow_run=run,
+    )
+    registry.plan_rollback("prod", "champion").target.image  # what a rollback would deploy
     registry.promote("staging", "champion", result.record.version)
     registry.pull(registry.resolve("prod", "champion").version, Path("models/champion"))
 
@@ -12,9 +17,11 @@ The command line over it (``approvals registry ...``) lives in :mod:`approvals.c
 
 from __future__ import annotations
 
+from approvals.registry.aliases import RollbackPlan
 from approvals.registry.core import ModelRegistry
 from approvals.registry.errors import (
     ConcurrentUpdateError,
+    GateReportError,
     IntegrityError,
     InvalidNameError,
     NotFoundError,
@@ -24,7 +31,16 @@ from approvals.registry.errors import (
     VersionConflictError,
 )
 from approvals.registry.names import ALIASES
-from approvals.registry.records import AliasState, FileEntry, VersionRecord
+from approvals.registry.provenance import workflow_run
+from approvals.registry.records import (
+    AliasState,
+    FileEntry,
+    GateReportRef,
+    GateSummary,
+    ImageRef,
+    VersionRecord,
+    WorkflowRun,
+)
 from approvals.registry.settings import RegistrySettings
 from approvals.registry.versions import PublishResult
 
@@ -33,6 +49,10 @@ __all__ = [
     "AliasState",
     "ConcurrentUpdateError",
     "FileEntry",
+    "GateReportError",
+    "GateReportRef",
+    "GateSummary",
+    "ImageRef",
     "IntegrityError",
     "InvalidNameError",
     "ModelRegistry",
@@ -41,7 +61,10 @@ __all__ = [
     "RegistryError",
     "RegistrySettings",
     "RollbackError",
+    "RollbackPlan",
     "UnavailableError",
     "VersionConflictError",
     "VersionRecord",
+    "WorkflowRun",
+    "workflow_run",
 ]

@@ -14,6 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from approvals.registry.errors import ConcurrentUpdateError, NotFoundError, RollbackError
 from approvals.registry.layout import Layout
@@ -96,7 +97,9 @@ class AliasBook:
     ) -> AliasState:
         """Point an alias back at the version it held before (or at ``to``).
 
-        Repeated rollbacks walk further back through the lineage.
+        Repeated rollbacks walk further back through the lineage; so does ``to`` naming a
+        version of the lineage (``rollback(to=plan_rollback().target.version)`` is the same
+        change as ``rollback()``). A ``to`` outside the lineage is a jump, like a promotion.
 
         Raises:
             RollbackError: When the alias is unset or has no earlier version.
@@ -105,18 +108,26 @@ class AliasBook:
         target = None if to is None else check_version(to)
 
         def change(head: AliasState | None) -> AliasState | None:
-            if head is None:
-                raise RollbackError(f"{alias} is not set in {environment!r}: nothing to roll back")
-            if target is None and not head.lineage:
-                raise RollbackError(f"{alias} in {environment!r} has no earlier version")
-            name = target if target is not None else head.lineage[0]
-            lineage = head.lineage[1:] if target is None else (head.version, *head.lineage)
-            if name == head.version:
+            current = _require(head, environment, alias)
+            name, lineage = _walk_back(current, target)
+            if name == current.version:
                 return None
             record = self.versions.show(name)
             return self._state(environment, alias, head, record, "rollback", lineage, actor, reason)
 
         return self._apply(environment, alias, change)
+
+    def plan_rollback(self, environment: str, alias: str, *, to: str | None = None) -> RollbackPlan:
+        """Where :meth:`rollback` would point the alias now, writing nothing.
+
+        Raises:
+            RollbackError: When the alias is unset or has no earlier version.
+            NotFoundError: When the target version is not published (any more).
+        """
+        target = None if to is None else check_version(to)
+        current = _require(self.current(environment, alias), environment, alias)
+        name, _ = _walk_back(current, target)
+        return RollbackPlan(current=current, target=self.versions.show(name))
 
     def _state(
         self,
@@ -137,6 +148,7 @@ class AliasBook:
                 "version": record.version,
                 "content_hash": record.content_hash,
                 "git_sha": record.git_sha,
+                "image": record.image,
                 "action": action,
                 "previous_version": None if head is None else head.version,
                 "lineage": lineage[:LINEAGE_DEPTH],
@@ -202,3 +214,33 @@ class AliasBook:
 
 def _seq(state: AliasState | None) -> int:
     return 0 if state is None else state.seq
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback would do: the alias's state now and the version it would point at."""
+
+    current: AliasState
+    target: VersionRecord
+
+    @property
+    def changes(self) -> bool:
+        """False when the alias already points at the target (the rollback would be a no-op)."""
+        return self.target.version != self.current.version
+
+
+def _require(head: AliasState | None, environment: str, alias: str) -> AliasState:
+    if head is None:
+        raise RollbackError(f"{alias} is not set in {environment!r}: nothing to roll back")
+    return head
+
+
+def _walk_back(head: AliasState, to: str | None) -> tuple[str, tuple[str, ...]]:
+    """The rollback target and the lineage it leaves: back along the lineage, or a jump."""
+    if to is None:
+        if not head.lineage:
+            raise RollbackError(f"{head.alias} in {head.environment!r} has no earlier version")
+        to = head.lineage[0]
+    if to in head.lineage:
+        return to, head.lineage[head.lineage.index(to) + 1 :]
+    return to, (head.version, *head.lineage)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from approvals.registry.aliases import AliasBook
+from approvals.registry.aliases import AliasBook, RollbackPlan
 from approvals.registry.layout import Layout
-from approvals.registry.records import AliasState, VersionRecord
+from approvals.registry.records import AliasState, VersionRecord, WorkflowRun
 from approvals.registry.settings import RegistrySettings
 from approvals.registry.store import ObjectStore, make_client
 from approvals.registry.versions import Clock, PublishResult, VersionStore, utc_now
@@ -46,10 +46,19 @@ class ModelRegistry:
         version: str | None = None,
         git_sha: str | None = None,
         published_by: str | None = None,
+        image: str | None = None,
+        gate_report: Path | None = None,
+        workflow_run: WorkflowRun | None = None,
     ) -> PublishResult:
         """Publish a package directory as an immutable version (see VersionStore.publish)."""
         return self.versions.publish(
-            package, version=version, git_sha=git_sha, published_by=published_by
+            package,
+            version=version,
+            git_sha=git_sha,
+            published_by=published_by,
+            image=image,
+            gate_report=gate_report,
+            workflow_run=workflow_run,
         )
 
     def list_versions(self, limit: int | None = None) -> list[VersionRecord]:
@@ -95,6 +104,10 @@ class ModelRegistry:
     ) -> AliasState:
         """Point an alias back at its previous version (or ``to``) and log the change."""
         return self.aliases.rollback(environment, alias, to=to, actor=actor, reason=reason)
+
+    def plan_rollback(self, environment: str, alias: str, *, to: str | None = None) -> RollbackPlan:
+        """Where a rollback would point the alias (and that version's record); writes nothing."""
+        return self.aliases.plan_rollback(environment, alias, to=to)
 
     def history(self, environment: str, alias: str) -> list[AliasState]:
         """The audit log of an alias, oldest first."""

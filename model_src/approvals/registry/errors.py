@@ -8,7 +8,11 @@ class RegistryError(Exception):
 
 
 class InvalidNameError(RegistryError, ValueError):
-    """A version, alias, environment or path name that the registry refuses."""
+    """A version, alias, environment, path, image reference or run URL the registry refuses."""
+
+
+class GateReportError(RegistryError, ValueError):
+    """A gate report file that cannot be read or holds no verdict."""
 
 
 class NotFoundError(RegistryError, LookupError):

@@ -1,7 +1,7 @@
 """Where things live in the bucket, under one key prefix.
 
 ```
-{prefix}blobs/sha256/<hex>                          file contents, content-addressed
+{prefix}blobs/sha256/<hex>                          file contents and gate reports, by hash
 {prefix}versions/<version>.json                     version record, written last, never replaced
 {prefix}aliases/<env>/<alias>.json                  alias pointer (a cache of the latest entry)
 {prefix}aliases/<env>/<alias>/history/<seq>.json    append-only audit log, one entry per change

@@ -18,6 +18,16 @@ _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _GIT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9._-]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Docker's reference grammar, narrowed to what a deploy by digest needs: a repository (optional
+# registry host and port, lower-case path components), a tag and a sha256 digest, all three.
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?P<repository>(?:{_HOST}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
+    r"@(?P<digest>sha256:[0-9a-f]{64})$"
+)
+_MAX_REPOSITORY = 255
 
 
 def check_version(version: str) -> str:
@@ -75,6 +85,23 @@ def check_git_sha(git_sha: str | None) -> str | None:
     if not _GIT_SHA.fullmatch(sha):
         raise InvalidNameError(f"bad git SHA {git_sha!r}: expected 7-40 hexadecimal digits")
     return sha
+
+
+def check_image(reference: str) -> tuple[str, str, str]:
+    """Split an image reference ``REPOSITORY:TAG@sha256:<64 hex>`` into its three parts.
+
+    The tag says which build it is to a person; the digest is what gets deployed, so both are
+    required: a reference without a digest could point at other bytes tomorrow.
+
+    Raises:
+        InvalidNameError: When the reference lacks a part or a part breaks Docker's grammar.
+    """
+    match = _IMAGE.fullmatch(reference)
+    if match is None or len(match["repository"]) > _MAX_REPOSITORY:
+        raise InvalidNameError(
+            f"bad image reference {reference!r}: expected REPOSITORY:TAG@sha256:<64 hex digits>"
+        )
+    return match["repository"], match["tag"], match["digest"]
 
 
 def check_bucket(bucket: str) -> str:

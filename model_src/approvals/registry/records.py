@@ -1,7 +1,9 @@
 """The JSON documents the registry stores: version records and alias states.
 
 Both are frozen pydantic models. Unknown fields are ignored when reading, so an older client
-can still read what a newer one wrote; a record that does not parse is reported as corrupt.
+can still read what a newer one wrote; fields added later (the image, the gate report, the
+workflow run) are optional, so records written before them still load. A record that does not
+parse is reported as corrupt.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from approvals.registry.errors import IntegrityError
+from approvals.registry.names import check_image
 
 RECORD_SCHEMA = 1
 LINEAGE_DEPTH = 20
@@ -33,6 +36,57 @@ class FileEntry(_Document):
     size: int = Field(ge=0)
 
 
+class ImageRef(_Document):
+    """The container image built from a version: the full reference and its three parts."""
+
+    reference: str
+    repository: str
+    tag: str
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+    @classmethod
+    def parse(cls, reference: str) -> ImageRef:
+        """Build from ``REPOSITORY:TAG@sha256:<64 hex>``.
+
+        Raises:
+            InvalidNameError: When the reference does not have that shape.
+        """
+        repository, tag, digest = check_image(reference)
+        return cls(reference=reference, repository=repository, tag=tag, digest=digest)
+
+    @model_validator(mode="after")
+    def _parts_match(self) -> ImageRef:
+        if check_image(self.reference) != (self.repository, self.tag, self.digest):
+            raise ValueError("image reference does not match its repository, tag and digest")
+        return self
+
+
+class GateSummary(_Document):
+    """The gate's verdict as read from its report (``approvals gate --report``)."""
+
+    passed: bool
+    has_champion: bool | None = None
+    checks: int | None = Field(default=None, ge=0)
+    failures: tuple[str, ...] = ()
+
+
+class GateReportRef(_Document):
+    """A gate report stored as a content-addressed blob, with a summary of its verdict."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    summary: GateSummary
+
+
+class WorkflowRun(_Document):
+    """The GitHub Actions run that published a version."""
+
+    id: int = Field(ge=1)
+    attempt: int | None = Field(default=None, ge=1)
+    url: str
+    repository: str
+
+
 class VersionRecord(_Document):
     """An immutable published version: what it contains and where it came from."""
 
@@ -50,6 +104,9 @@ class VersionRecord(_Document):
     training_data_fingerprint: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     library_versions: dict[str, Any] = Field(default_factory=dict)
+    image: ImageRef | None = None
+    gate_report: GateReportRef | None = None
+    workflow_run: WorkflowRun | None = None
 
     @property
     def size(self) -> int:
@@ -67,6 +124,7 @@ class AliasState(_Document):
     version: str
     content_hash: str
     git_sha: str | None = None
+    image: ImageRef | None = None
     action: Literal["promote", "rollback"]
     previous_version: str | None = None
     lineage: tuple[str, ...] = ()

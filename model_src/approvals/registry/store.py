@@ -95,7 +95,7 @@ class ObjectStore:
         if not self._conditional_supported:
             return self._put_new_fallback(key, body)
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+            self.client.put_object(**_put(self.bucket, key, body), IfNoneMatch="*")
         except ClientError as exc:
             if _code(exc) in _CONFLICT_CODES:
                 return False
@@ -108,7 +108,7 @@ class ObjectStore:
     def _put_new_fallback(self, key: str, body: bytes) -> bool:
         if self.exists(key):
             return False
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        self.client.put_object(**_put(self.bucket, key, body))
         return True
 
     def replace(self, key: str, body: bytes, etag: str | None) -> bool:
@@ -125,10 +125,10 @@ class ObjectStore:
             current = self.get(key)
             if current is None or current.etag != etag:
                 return False
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            self.client.put_object(**_put(self.bucket, key, body))
             return True
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=etag)
+            self.client.put_object(**_put(self.bucket, key, body), IfMatch=etag)
         except ClientError as exc:
             if _code(exc) in _CONFLICT_CODES | _MISSING_CODES:
                 return False
@@ -156,3 +156,12 @@ class ObjectStore:
         if _server_side(exc):
             return UnavailableError(f"S3 request for s3://{self.bucket}/{key} failed: {code}")
         return RegistryError(f"S3 request for s3://{self.bucket}/{key} failed: {code or exc}")
+
+
+def _put(bucket: str, key: str, body: bytes) -> dict[str, Any]:
+    """PutObject arguments; records and aliases say they are JSON, so readers that show only
+    text bodies (the Pulumi AWS provider's ``aws.s3.getObject``) can read them."""
+    args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
+    if key.endswith(".json"):
+        args["ContentType"] = "application/json"
+    return args

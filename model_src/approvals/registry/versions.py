@@ -21,7 +21,8 @@ from approvals.registry.files import (
 )
 from approvals.registry.layout import Layout
 from approvals.registry.names import check_git_sha, check_relative_path, check_version
-from approvals.registry.records import FileEntry, VersionRecord, parse
+from approvals.registry.provenance import GateReportFile, read_gate_report
+from approvals.registry.records import FileEntry, ImageRef, VersionRecord, WorkflowRun, parse
 from approvals.registry.store import ObjectStore
 
 Clock = Callable[[], datetime]
@@ -54,32 +55,50 @@ class VersionStore:
         version: str | None = None,
         git_sha: str | None = None,
         published_by: str | None = None,
+        image: str | None = None,
+        gate_report: Path | None = None,
+        workflow_run: WorkflowRun | None = None,
     ) -> PublishResult:
         """Publish a model package directory as an immutable version.
 
-        Publishing the same content under the same version again is a no-op (safe to retry);
-        different content under a published version is refused.
+        Publishing the same content (and the same image, or none) under the same version again
+        is a no-op (safe to retry) that keeps the first record, gate report and run included;
+        different content, or another image, under a published version is refused.
 
         Args:
             package: The model package directory (must hold manifest.json).
             version: The version name; defaults to the manifest's ``model_version``.
             git_sha: The commit the model was built from.
             published_by: Who published it (for the record only).
+            image: The image built from it, ``REPOSITORY:TAG@sha256:<64 hex>``.
+            gate_report: The gate report file (``approvals gate --report``), stored as a blob.
+            workflow_run: The CI run that publishes (see :mod:`approvals.registry.provenance`).
 
         Raises:
             PackageError: When the package cannot be read or names no version.
-            VersionConflictError: When the version exists with different content.
+            InvalidNameError: When the image reference has the wrong shape.
+            GateReportError: When the gate report cannot be read or holds no verdict.
+            VersionConflictError: When the version exists with different content, with
+                another image, or without an image while one is given.
         """
         files = scan_package(package)
         manifest = read_manifest(package)
         name = _version_name(manifest, version)
-        sha = check_git_sha(git_sha)
+        origin = _Origin(
+            git_sha=check_git_sha(git_sha),
+            published_by=published_by,
+            image=None if image is None else ImageRef.parse(image),
+            gate_report=None if gate_report is None else read_gate_report(gate_report),
+            workflow_run=workflow_run,
+        )
         digest = content_hash(files)
         existing = self.find(name)
         if existing is not None:
-            return _same_or_conflict(existing, digest)
+            return _same_or_conflict(existing, digest, origin.image)
         self._upload(package, files)
-        record = _record(name, digest, files, manifest, sha, published_by, self.clock())
+        if origin.gate_report is not None:
+            self._upload_blob(origin.gate_report.ref.sha256, origin.gate_report.body)
+        record = _record(name, digest, files, manifest, origin, self.clock())
         return self._commit(record)
 
     def _upload(self, package: Path, files: tuple[FileEntry, ...]) -> None:
@@ -92,6 +111,11 @@ class VersionStore:
                 raise PackageError(f"{entry.path} changed while it was being published")
             self.store.put_new(key, data)
 
+    def _upload_blob(self, sha256: str, data: bytes) -> None:
+        key = self.layout.blob(sha256)
+        if not self.store.exists(key):
+            self.store.put_new(key, data)
+
     def _commit(self, record: VersionRecord) -> PublishResult:
         key = self.layout.version(record.version)
         created = self.store.put_new(key, record.to_bytes())
@@ -100,7 +124,7 @@ class VersionStore:
             raise IntegrityError(f"version record {key} vanished right after it was written")
         if created and winner.publish_id == record.publish_id:
             return PublishResult(record=winner, created=True)
-        return _same_or_conflict(winner, record.content_hash)
+        return _same_or_conflict(winner, record.content_hash, record.image)
 
     def find(self, version: str) -> VersionRecord | None:
         """The record of a version, or None when it is not (completely) published."""
@@ -177,12 +201,26 @@ def _version_name(manifest: dict[str, Any], version: str | None) -> str:
     return check_version(version if version is not None else str(declared))
 
 
-def _same_or_conflict(existing: VersionRecord, digest: str) -> PublishResult:
-    if existing.content_hash == digest:
+def _same_or_conflict(
+    existing: VersionRecord, digest: str, image: ImageRef | None
+) -> PublishResult:
+    """A retry of what is published is a no-op; anything else under its name is refused."""
+    if existing.content_hash != digest:
+        raise VersionConflictError(
+            f"version {existing.version!r} is already published with different content "
+            f"({existing.content_hash}); versions are immutable, choose a new version"
+        )
+    if image is None or existing.image == image:
         return PublishResult(record=existing, created=False)
+    if existing.image is None:
+        raise VersionConflictError(
+            f"version {existing.version!r} is already published without an image and records "
+            f"are immutable, so it cannot gain {image.reference}: publish a new version"
+        )
     raise VersionConflictError(
-        f"version {existing.version!r} is already published with different content "
-        f"({existing.content_hash}); versions are immutable, choose a new version"
+        f"version {existing.version!r} is already published with image "
+        f"{existing.image.reference}, not {image.reference}: a version keeps its image, "
+        "publish a new version"
     )
 
 
@@ -193,13 +231,23 @@ def _check_record(record: VersionRecord) -> None:
         raise IntegrityError(f"version {record.version!r}: file list does not match content hash")
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """Where a version comes from, beyond its files (checked before any request)."""
+
+    git_sha: str | None
+    published_by: str | None
+    image: ImageRef | None
+    gate_report: GateReportFile | None
+    workflow_run: WorkflowRun | None
+
+
 def _record(
     version: str,
     digest: str,
     files: tuple[FileEntry, ...],
     manifest: dict[str, Any],
-    git_sha: str | None,
-    published_by: str | None,
+    origin: _Origin,
     now: datetime,
 ) -> VersionRecord:
     return VersionRecord(
@@ -208,8 +256,11 @@ def _record(
         files=files,
         published_at=now.isoformat(),
         publish_id=uuid.uuid4().hex,
-        git_sha=git_sha,
-        published_by=published_by,
+        git_sha=origin.git_sha,
+        published_by=origin.published_by,
+        image=origin.image,
+        gate_report=None if origin.gate_report is None else origin.gate_report.ref,
+        workflow_run=origin.workflow_run,
         model_version=_optional(manifest, "model_version", str),
         format_version=_optional(manifest, "format_version", int),
         created_at=_optional(manifest, "created_at", str),

@@ -92,3 +92,71 @@ def test_crash_between_log_and_pointer_is_repaired(
     assert three_state.lineage == ("v2", "v1"), "lineage is rebuilt from the log, not the pointer"
     s3_client.delete_object(Bucket=bucket, Key=pointer)
     assert three.resolve("prod", "champion") == three_state, "a lost pointer is rebuilt from log"
+
+
+@pytest.fixture
+def imaged(registry: ModelRegistry, make_package, make_image) -> ModelRegistry:
+    """v1, v2, v3 published with images (digests 1..., 2..., 3...), promoted in prod in order."""
+    for n in (1, 2, 3):
+        package = make_package(f"v{n}", payload=str(n))
+        registry.publish(package, git_sha=f"{n}" * 40, image=make_image(f"v{n}", fill=str(n)))
+        registry.promote("prod", "champion", f"v{n}")
+    return registry
+
+
+def _bucket(s3_client: Any, bucket: str) -> dict[str, str]:
+    listed = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: item["ETag"] for item in listed}
+
+
+def test_promotion_logs_the_image_it_points_at(imaged: ModelRegistry, make_image) -> None:
+    entries = imaged.history("prod", "champion")
+    images = [None if entry.image is None else entry.image.reference for entry in entries]
+    assert images == [make_image(f"v{n}", fill=str(n)) for n in (1, 2, 3)], f"audit: {images}"
+
+
+def test_planned_rollback_writes_nothing(
+    imaged: ModelRegistry, s3_client: Any, bucket: str, make_image
+) -> None:
+    layout = Layout.under("registry/")
+    stale = s3_client.get_object(Bucket=bucket, Key=layout.entry("prod", "champion", 2))
+    s3_client.put_object(  # a pointer left behind: a writer would repair it, a plan must not
+        Bucket=bucket, Key=layout.pointer("prod", "champion"), Body=stale["Body"].read()
+    )
+    before = _bucket(s3_client, bucket)
+    plan = imaged.plan_rollback("prod", "champion")
+    assert (plan.current.version, plan.target.version) == ("v3", "v2"), "back to the previous"
+    assert plan.changes, "the alias would move"
+    assert plan.target.image is not None, "the target's record carries its image"
+    assert plan.target.image.reference == make_image("v2", fill="2"), "the image to deploy"
+    assert _bucket(s3_client, bucket) == before, "not one object written or rewritten"
+    assert imaged.resolve("prod", "champion").version == "v3", "the alias has not moved"
+
+
+def test_rollback_to_the_planned_target_is_the_plain_rollback(imaged: ModelRegistry) -> None:
+    planned = imaged.plan_rollback("prod", "champion").target.version
+    state = imaged.rollback("prod", "champion", to=planned, reason="smoke test passed")
+    assert state.version == planned == "v2", "the real rollback lands on the planned version"
+    assert state.lineage == ("v1",), "it walks back the lineage, as a plain rollback does"
+    assert imaged.plan_rollback("prod", "champion").target.version == "v1", "the next goes back"
+    assert imaged.rollback("prod", "champion", to="v1").lineage == (), "and then nothing is left"
+    with pytest.raises(RollbackError, match="no earlier version"):
+        imaged.plan_rollback("prod", "champion")
+
+
+def test_planned_rollback_to_a_version_outside_the_lineage_is_a_jump(
+    imaged: ModelRegistry,
+) -> None:
+    imaged.rollback("prod", "champion", to="v1")
+    plan = imaged.plan_rollback("prod", "champion", to="v3")
+    assert (plan.current.version, plan.target.version) == ("v1", "v3"), "explicit target"
+    assert imaged.rollback("prod", "champion", to="v3").lineage == ("v1",), "jump like a promote"
+    same = imaged.plan_rollback("prod", "champion", to="v3")
+    assert not same.changes, "a rollback to where the alias already is changes nothing"
+
+
+def test_planned_rollback_of_unset_alias_is_refused(imaged: ModelRegistry) -> None:
+    with pytest.raises(RollbackError, match="not set"):
+        imaged.plan_rollback("staging", "champion")
+    with pytest.raises(NotFoundError, match="v9"):
+        imaged.plan_rollback("prod", "champion", to="v9")

@@ -72,3 +72,25 @@ def test_concurrent_promotions_serialize(s3_client: Any, bucket: str, make_packa
         assert after.previous_version == before.version, f"entry {after.seq} chains to its parent"
     current = registry.resolve("prod", "champion")
     assert current == log[-1], "the alias points at the last logged change, unambiguously"
+
+
+def test_concurrent_publishes_with_different_images_have_one_winner(
+    s3_client: Any, bucket: str, make_package, make_image
+) -> None:
+    package = make_package("v1")
+    images = [make_image(fill=digit) for digit in "01234567"[:WORKERS]]
+
+    def publish(image: str) -> str:
+        try:
+            registry = ModelRegistry(s3_client, bucket)
+            return "created" if registry.publish(package, image=image).created else "same"
+        except VersionConflictError:
+            return "conflict"
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = list(pool.map(publish, images))
+    assert outcomes.count("created") == 1, f"exactly one image is paired with v1: {outcomes}"
+    assert outcomes.count("conflict") == WORKERS - 1, f"the others are refused: {outcomes}"
+    record = ModelRegistry(s3_client, bucket).show("v1")
+    winner = images[outcomes.index("created")]
+    assert record.image is not None and record.image.reference == winner, "the winner's image"

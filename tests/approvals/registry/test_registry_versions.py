@@ -11,6 +11,7 @@ import pytest
 
 from approvals.errors import PackageError
 from approvals.registry import (
+    GateReportError,
     IntegrityError,
     InvalidNameError,
     ModelRegistry,
@@ -19,6 +20,8 @@ from approvals.registry import (
 )
 from approvals.registry.files import content_hash, scan_package
 from approvals.registry.layout import Layout
+from approvals.registry.provenance import parse_run_url
+from tests.approvals.conftest import ECR_REPOSITORY
 
 pytestmark = pytest.mark.servers
 
@@ -157,3 +160,109 @@ def test_unparseable_record_is_an_integrity_error(
 def test_missing_bucket_is_reported(s3_client: Any) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         ModelRegistry(s3_client, "no-such-bucket-here").list_versions()
+
+
+def _objects(s3_client: Any, bucket: str) -> dict[str, str]:
+    listed = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: item["ETag"] for item in listed}
+
+
+def test_publish_records_image_gate_report_and_run(
+    registry: ModelRegistry, make_package, make_image, make_gate_report, s3_client, bucket
+) -> None:
+    image, report = make_image(), make_gate_report()
+    run = parse_run_url("https://github.com/acme/approvals/actions/runs/42/attempts/2")
+    registry.publish(make_package("v1"), image=image, gate_report=report, workflow_run=run)
+    record = registry.show("v1")
+    assert record.image is not None and record.image.reference == image, "full reference kept"
+    assert (record.image.repository, record.image.tag) == (ECR_REPOSITORY, "abc1234"), "parts"
+    assert record.image.digest == "sha256:" + "a" * 64, "digest kept apart"
+    assert record.gate_report is not None, "gate report recorded"
+    assert record.gate_report.summary.passed, "its verdict is summarized"
+    assert record.gate_report.summary.failures == (), "no failed checks in a passing report"
+    assert record.workflow_run == run, "the publishing run is recorded"
+    key = Layout.under("registry/").blob(record.gate_report.sha256)
+    stored = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert stored == report.read_bytes(), "the report is a content-addressed blob, byte for byte"
+    assert record.gate_report.size == len(stored), "its size is recorded"
+
+
+def test_republishing_with_the_same_image_is_a_no_op(
+    registry: ModelRegistry, make_package, make_image, make_gate_report
+) -> None:
+    first = registry.publish(make_package("v1"), image=make_image(), gate_report=make_gate_report())
+    again = registry.publish(make_package("v1"), image=make_image())
+    assert not again.created, "a retry with the same image writes nothing"
+    assert again.record == first.record, "the first record, gate report included, is kept"
+    local = registry.publish(make_package("v1"))
+    assert local.record == first.record, "a publish without --image finds the imaged record"
+
+
+def test_another_image_for_a_published_version_is_refused(
+    registry: ModelRegistry, make_package, make_image, s3_client, bucket
+) -> None:
+    registry.publish(make_package("v1"), image=make_image(fill="a"))
+    before = _objects(s3_client, bucket)
+    other = make_image(fill="b")
+    with pytest.raises(VersionConflictError) as refused:
+        registry.publish(make_package("v1"), image=other)
+    message = str(refused.value)
+    assert make_image(fill="a") in message and other in message, f"names both: {message}"
+    assert "\n" not in message, "one line"
+    assert _objects(s3_client, bucket) == before, "nothing written"
+    assert registry.show("v1").image.reference == make_image(fill="a"), "original image kept"
+
+
+def test_version_published_without_image_cannot_gain_one(
+    registry: ModelRegistry, make_package, make_image
+) -> None:
+    registry.publish(make_package("v1"))
+    with pytest.raises(VersionConflictError, match=r"without an image.*publish a new version"):
+        registry.publish(make_package("v1"), image=make_image())
+    assert registry.show("v1").image is None, "the record is never replaced"
+
+
+def test_records_written_before_the_new_fields_still_load(
+    registry: ModelRegistry, make_package, s3_client, bucket
+) -> None:
+    registry.publish(make_package("v1"))
+    key = Layout.under("registry/").version("v1")
+    doc = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    old = {k: v for k, v in doc.items() if k not in {"image", "gate_report", "workflow_run"}}
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(old).encode())
+    record = registry.show("v1")
+    assert (record.image, record.gate_report, record.workflow_run) == (None, None, None), "absent"
+    registry.promote("prod", "champion", "v1")
+    assert registry.resolve("prod", "champion").image is None, "an old record promotes"
+
+
+def test_bad_image_or_gate_report_writes_nothing(
+    registry: ModelRegistry, make_package, tmp_path: Path, s3_client, bucket
+) -> None:
+    with pytest.raises(InvalidNameError, match="bad image reference"):
+        registry.publish(make_package("v1"), image="approvals:latest")
+    bad = tmp_path / "gate.json"
+    bad.write_text('{"checks": []}')
+    with pytest.raises(GateReportError, match="no verdict"):
+        registry.publish(make_package("v1"), gate_report=bad)
+    assert _objects(s3_client, bucket) == {}, "refused before any upload"
+
+
+def test_records_and_aliases_are_stored_as_json(
+    registry: ModelRegistry, make_package, s3_client: Any, bucket: str
+) -> None:
+    # The Pulumi application program reads the champion and its record with aws.s3.getObject,
+    # which returns a body only for text content types.
+    registry.publish(make_package("v1"))
+    registry.promote("dev", "champion", "v1")
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]]
+    documents = [k for k in keys if k.endswith(".json")]
+    assert any("/versions/" in k for k in documents) and any("/aliases/" in k for k in documents)
+    for key in documents:
+        head = s3_client.head_object(Bucket=bucket, Key=key)
+        assert head["ContentType"] == "application/json", key
+    blobs = [k for k in keys if "/blobs/" in k]
+    assert blobs and all(
+        s3_client.head_object(Bucket=bucket, Key=k)["ContentType"] != "application/json"
+        for k in blobs
+    ), "package files keep the default type"
