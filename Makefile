@@ -81,9 +81,24 @@ proto: install ## regenerate the gRPC stubs from bento/proto/approval/v1/approva
 infra-test: install ## Pulumi programs for every stack under mocks, policy rules, kubernetes-validate, checkov
 	$(RUN) pytest tests/infra -q
 
+# Pulumi's uv toolchain needs uv on PATH: the one `make install` fetched when none is installed.
+PULUMI := PATH="$(abspath $(dir $(UV))):$$PATH" pulumi
+PROJECT ?= platform
+AWS_REGION ?= us-east-1
+
+.PHONY: bootstrap
+bootstrap: install ## once per AWS account: Pulumi state bucket + secrets KMS key (AWS_REGION=us-east-1)
+	$(RUN) python -m infra.bootstrap --region $(AWS_REGION)
+
 .PHONY: infra-preview
-infra-preview: install ## preview one stack with the policy pack (needs Pulumi CLI + AWS): make infra-preview STACK=dev
-	cd infra && pulumi preview --stack $(STACK) --policy-pack policy
+infra-preview: install ## preview a stack with the policy pack (Pulumi CLI + AWS): make infra-preview PROJECT=platform|application STACK=dev
+	@test -n "$(STACK)" || { echo "set STACK=dev|staging|prod"; exit 2; }
+	$(PULUMI) preview --stack $(STACK) --cwd infra/$(PROJECT) --policy-pack ../policy
+
+.PHONY: infra-up
+infra-up: install ## pulumi up a stack with the policy pack: make infra-up PROJECT=platform|application STACK=dev
+	@test -n "$(STACK)" || { echo "set STACK=dev|staging|prod"; exit 2; }
+	$(PULUMI) up --stack $(STACK) --cwd infra/$(PROJECT) --policy-pack ../policy
 
 .PHONY: quality
 quality: install ## the README's model-quality figures: 1M simulated payments, train, evaluate vs the oracle

@@ -2,9 +2,13 @@
 
 First the model package is registered in BentoML's model store as ``approvals:<model_version>``
 (``bentoml.models.create``; kept if that version is there already): the package without its
-training-side feature state (the service reads online features from Redis), plus its trees
-compiled with lleaves for the baseline x86-64 CPU (``compiled/``, verified against the
-booster; the service checks them again and falls back to LightGBM if they do not fit).
+training-side feature state (Parquet, which the serving image cannot read), plus
+
+- its trees compiled with lleaves for the baseline x86-64 CPU (``compiled/``, verified against
+  the booster; the service checks them again and falls back to LightGBM if they do not fit);
+- ``online/``: the Redis values of that feature state, exactly what ``approvals materialize``
+  would write, packed for numpy (:mod:`approvals.features.packed`), which the deploy Job loads
+  into Redis from the serving image (``python -m approvals.features.preload``).
 
 ``bentoml build`` only packs files under its build context, and the service needs the
 ``approvals`` library from outside ``bento/``. So the build context is assembled in a
@@ -32,13 +36,18 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import BUILT_SETTINGS, MODEL_NAME
+
+if TYPE_CHECKING:
+    from approvals.model.package import ModelPackage
 
 BENTO_DIR = Path(__file__).resolve().parent
 ROOT = BENTO_DIR.parent
 SERVICE_FILES = ("*.py", "bentofile.yaml")
-MODEL_SKIP = ("state", "compiled")  # training-side state; trees are compiled afresh below
+# training-side state; trees are compiled and the online state packed afresh below
+MODEL_SKIP = ("state", "compiled", "online")
 MODEL_SETTINGS = ("APPROVALS_MODEL_DIR", "APPROVALS_MODEL_TAG")  # the build names its own
 
 
@@ -51,15 +60,22 @@ def register(model_dir: Path) -> str:
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from approvals.features.packed import ONLINE_DIR
     from approvals.model.package import FORMAT_VERSION, ModelPackage
 
-    version = ModelPackage.load(model_dir).model_version
+    package = ModelPackage.load(model_dir)
+    version = package.model_version
     tag = f"{MODEL_NAME}:{version}"
     try:
-        bentoml.models.get(tag)
+        stored = bentoml.models.get(tag)
     except NotFound:
         pass
     else:
+        if not (Path(stored.path) / ONLINE_DIR).is_dir():
+            raise RuntimeError(
+                f"model {tag} is in the store without its packed online state ({ONLINE_DIR}/): "
+                f"delete it (bentoml models delete {tag}) and build again"
+            )
         print(f"model {tag} is in the store already: kept", file=sys.stderr)
         return tag
     metadata = {"model_version": version, "format_version": FORMAT_VERSION}
@@ -68,6 +84,7 @@ def register(model_dir: Path) -> str:
         ignore = shutil.ignore_patterns(*MODEL_SKIP, ".*")
         shutil.copytree(model_dir, target, ignore=ignore, dirs_exist_ok=True)
         _compile_trees(target)
+        _pack_online(package, target / ONLINE_DIR)
         ModelPackage.load(target)  # refuse to register something the service cannot load
     print(f"model {tag} registered", file=sys.stderr)
     return tag
@@ -121,6 +138,16 @@ def _compile_trees(model: Path) -> None:
     else:
         diff = meta["max_abs_diff"]
         print(f"compiled trees: largest difference to LightGBM {diff:.2g}", file=sys.stderr)
+
+
+def _pack_online(package: ModelPackage, target: Path) -> None:
+    """The Redis values of the package's feature state, packed for the preloader."""
+    from approvals.features import packed
+    from approvals.features.materialize import pack_state
+
+    packed.save(pack_state(package.state()), target)
+    size = sum(f.stat().st_size for f in target.iterdir())
+    print(f"online state packed: {size / 1e6:.1f} MB in {target.name}/", file=sys.stderr)
 
 
 def _uv() -> str:

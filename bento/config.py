@@ -39,6 +39,11 @@ class ServingSettings(BaseSettings):
         shutdown_grace_s: time in-flight gRPC calls get to finish on shutdown.
         require_redis: if true, ``/readyz`` fails while the online store is unreachable;
             by default degraded answers are accepted and the pod stays ready.
+        require_features: if true (``APPROVALS_REQUIRE_FEATURES``; staging and production,
+            where a Job preloads the features before the rollout), ``/readyz`` fails and gRPC
+            health reports NOT_SERVING while the online store's live version lacks the served
+            model's features: none, of other feature definitions or layout, or ending before
+            the model's state end.
         workers: serving processes (``APPROVALS_WORKERS``, default 1; one per core the
             service may use). HTTP connections are spread over them by BentoML's shared
             socket, gRPC connections by the kernel (``SO_REUSEPORT`` on the gRPC port, set
@@ -65,4 +70,5 @@ class ServingSettings(BaseSettings):
     costs: Path | None = None
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=300)
     require_redis: bool = False
+    require_features: bool = False
     workers: int = Field(default=1, ge=1, le=64)

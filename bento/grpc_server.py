@@ -11,6 +11,10 @@ the pydantic models of :mod:`schemas`; ScoreBatch's attempts become columns, val
 table by the contract (:func:`approvals.contract.validate_request`). A validation error becomes
 ``INVALID_ARGUMENT`` naming the field, :class:`~gateway.OverloadedError` becomes
 ``RESOURCE_EXHAUSTED``.
+
+The health service reports the server and the approval service SERVING while the service is
+ready (``/readyz``'s rule, see :mod:`readiness`) and NOT_SERVING otherwise, checked every
+second, and NOT_SERVING from the start of a shutdown.
 """
 
 from __future__ import annotations
@@ -286,17 +290,59 @@ def build_server(
     return server, health_servicer
 
 
-async def start(server: Any, health_servicer: Any, port: int) -> None:
-    """Start serving and report SERVING for the whole server and the approval service."""
+async def start(
+    server: Any, health_servicer: Any, port: int, ready: Callable[[], Awaitable[bool]]
+) -> asyncio.Task[None]:
+    """Start serving; report the health of the server and the approval service as ``ready()``
+    says, now and then every ``HEALTH_INTERVAL_S``.
+
+    Returns:
+        The task that keeps the health current (:func:`stop` cancels it).
+    """
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reported = await _report(health_servicer, await ready(), None)
+    task = asyncio.create_task(_follow(health_servicer, ready, reported), name="grpc-health")
+    task.add_done_callback(_log_end)
     loop = type(asyncio.get_running_loop())
     log_event("grpc server started", port=port, event_loop=f"{loop.__module__}.{loop.__name__}")
+    return task
 
 
-async def stop(server: Any, health_servicer: Any, grace_seconds: float) -> None:
+HEALTH_INTERVAL_S = 1.0  # as often as the readiness answer is refreshed
+SERVING, NOT_SERVING = (
+    health_pb2.HealthCheckResponse.SERVING,
+    health_pb2.HealthCheckResponse.NOT_SERVING,
+)
+
+
+async def _follow(
+    health_servicer: Any, ready: Callable[[], Awaitable[bool]], reported: int
+) -> None:
+    while True:
+        await asyncio.sleep(HEALTH_INTERVAL_S)
+        reported = await _report(health_servicer, await ready(), reported)
+
+
+async def _report(health_servicer: Any, ready: bool, reported: int | None) -> int:
+    """Set SERVING or NOT_SERVING for the server and the service when it changed; the status."""
+    status = SERVING if ready else NOT_SERVING
+    if status != reported:
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+    return status
+
+
+def _log_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log_event("grpc health no longer follows readiness", logging.ERROR, error=repr(exc))
+
+
+async def stop(
+    server: Any, health_servicer: Any, grace_seconds: float, health_task: asyncio.Task[None] | None
+) -> None:
     """Report NOT_SERVING, stop accepting calls, let in-flight calls finish within the grace."""
+    if health_task is not None:
+        health_task.cancel()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace_seconds)
     log_event("grpc server stopped", logging.INFO, grace_seconds=grace_seconds)

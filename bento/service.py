@@ -22,6 +22,7 @@ its compiled trees against the booster, else LightGBM scores):
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from http import HTTPStatus
 from typing import Any
@@ -34,6 +35,7 @@ from batching import Batcher
 from bentoml.exceptions import BentoMLException
 from config import ServingSettings
 from gateway import Admission, Gateway, OverloadedError
+from readiness import ReadyCheck
 from schemas import (
     AdviseRetryRequest,
     AdviseRetryResponse,
@@ -108,7 +110,9 @@ class Approvals:
             min_retry_probability=min_retry_probability(self.package.manifest),
         )  # fmt: skip
         self.gateway = Gateway(engine, Admission(self.settings.max_inflight), metrics)
+        self.ready = ReadyCheck(self.settings, self.store, self.package.spec.state_end)
         self.grpc: tuple[Any, Any] | None = None
+        self.health: asyncio.Task[None] | None = None
 
     def _load_package(self) -> ModelPackage:
         """The package of ``APPROVALS_MODEL_DIR``, else of the declared model.
@@ -134,7 +138,7 @@ class Approvals:
         self.grpc = grpc_server.build_server(
             self.gateway, port, self.settings.grpc_host, shared=self.settings.workers > 1
         )
-        await grpc_server.start(*self.grpc, port)
+        self.health = await grpc_server.start(*self.grpc, port, self.__is_ready__)
         # Everything loaded so far (framework, model, schemas) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise pause every call.
         gc.collect()
@@ -144,14 +148,14 @@ class Approvals:
     async def stop_grpc(self) -> None:
         """Drain in-flight gRPC calls, then close the online store's connections."""
         if self.grpc is not None:
-            await grpc_server.stop(*self.grpc, self.settings.shutdown_grace_s)
+            await grpc_server.stop(*self.grpc, self.settings.shutdown_grace_s, self.health)
         self.batcher.shutdown()
         await self.store.aclose()
 
-    def __is_ready__(self) -> bool:
-        """Model loaded (by construction), gRPC up, and Redis reachable unless degraded is ok."""
-        redis_ok = not self.settings.require_redis or self.store.breaker.state == "closed"
-        return self.grpc is not None and redis_ok
+    async def __is_ready__(self) -> bool:
+        """Model loaded (by construction), gRPC up, and, as configured, the model's features
+        in Redis and Redis reachable (:mod:`readiness`)."""
+        return await self.ready(self.grpc is not None)
 
     async def _http(self, call: Any, request: Any) -> Any:
         try:

@@ -52,8 +52,8 @@ class Service:
         """
         return stop_group(self.proc, sig, timeout)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until ``/readyz`` answers 200.
+    def wait_ready(self, timeout: float = 120.0, probe: str = "/readyz") -> None:
+        """Block until ``probe`` (``/readyz``; ``/livez``: started, ready or not) answers 200.
 
         Raises:
             StackError: the server exited first, or was not ready within ``timeout`` (then it
@@ -68,13 +68,13 @@ class Service:
                     f"bentoml serve exited early ({self.proc.returncode}){self._tail()}"
                 )
             try:
-                if httpx.get(f"{self.http}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.http}{probe}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
         self.stop(sig=signal.SIGKILL)
-        raise StackError(f"bentoml serve not ready within {timeout:.0f}s{self._tail()}")
+        raise StackError(f"bentoml serve: no 200 on {probe} within {timeout:.0f}s{self._tail()}")
 
     def _tail(self) -> str:
         return f"; last lines of {self.log}:\n{tail(self.log)}" if self.log else ""
@@ -141,7 +141,9 @@ class LocalStack:
         env: more settings of the service process (``APPROVALS_*``, ``GRPC_PORT``...).
         http_port: HTTP port (None: a free one); ``grpc_port`` likewise.
         log: the service's output (None: this process's stdout and stderr).
-        ready_timeout: seconds ``bentoml serve`` may take to answer ``/readyz``.
+        ready_timeout: seconds ``bentoml serve`` may take to answer ``probe``.
+        probe: what a start waits for: ``/readyz`` (ready), or ``/livez`` (started, e.g. for
+            a service that is not ready until its features are loaded).
         redis_debug: let tests send ``DEBUG SLEEP`` to the throwaway Redis.
     """
 
@@ -155,6 +157,7 @@ class LocalStack:
     grpc_port: int | None = None
     log: Path | None = None
     ready_timeout: float = 120.0
+    probe: str = "/readyz"
     redis_debug: bool = False
     redis: RedisServer | None = field(default=None, init=False)
     _service: Service | None = field(default=None, init=False, repr=False)
@@ -204,7 +207,7 @@ class LocalStack:
         print(f"materialized {result.keys:,} feature keys (state end {result.end})", flush=True)
 
     def start_service(self) -> Service:
-        """Start ``bentoml serve`` and wait until it is ready (see :meth:`Service.wait_ready`)."""
+        """Start ``bentoml serve`` and wait for its ``probe`` (see :meth:`Service.wait_ready`)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         http_port, grpc_port = self.http_port or free_port(), self.grpc_port or free_port()
         env = service_env(self.workdir / "bentoml", self.url, grpc_port, self.model_dir, self.env)
@@ -218,7 +221,7 @@ class LocalStack:
             )  # fmt: skip
         http, grpc = f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
         self._service = Service(proc, http, grpc, self.log)
-        self._service.wait_ready(self.ready_timeout)
+        self._service.wait_ready(self.ready_timeout, self.probe)
         return self._service
 
     def stop(self, timeout: float = 30.0) -> int | None:

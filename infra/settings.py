@@ -1,7 +1,8 @@
 """Stack configuration, read once into a typed, validated, frozen settings object.
 
-Stack files (``environments/Pulumi.<stack>.yaml``) hold every difference between environments;
-components receive plain values from here and never read configuration themselves.
+Stack files (``environments/<project>/Pulumi.<stack>.yaml``, project ``platform`` or
+``application``) hold every difference between environments; components receive plain values
+from here and never read configuration themselves.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -143,9 +144,6 @@ class ImageRegistrySettings(_Model):
 class ServiceSettings(_Model):
     """The inference service on the cluster."""
 
-    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    image_tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-    model_version: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     min_replicas: int = Field(ge=1)
     max_replicas: int = Field(ge=1, le=100)
@@ -156,13 +154,8 @@ class ServiceSettings(_Model):
     memory_request: str = Field(pattern=_QUANTITY)
     memory_limit: str = Field(pattern=_QUANTITY)
     service_type: Literal["ClusterIP", "LoadBalancer"]
-
-    @field_validator("image_tag")
-    @classmethod
-    def _pinned(cls, value: str) -> str:
-        if value == "latest":
-            raise ValueError("use an immutable release tag, not 'latest'")
-        return value
+    # Not Ready while the served model's Redis features are absent (APPROVALS_REQUIRE_FEATURES).
+    require_features: bool
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
@@ -173,35 +166,98 @@ class ServiceSettings(_Model):
         return self
 
 
-class InfraSettings(_Model):
-    """Everything one stack needs, validated as a whole."""
+_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
+_NAMESPACE = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
-    environment: Literal["dev", "staging", "prod"]
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-    github_repository: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
-    github_oidc_provider_arn: str | None = Field(
+
+class GithubSettings(_Model):
+    """The repository whose workflows deploy this environment, and how they reach it."""
+
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    # IAM allows one provider per issuer and account: stacks sharing an account reuse it.
+    oidc_provider_arn: str | None = Field(
         default=None, pattern=r"^arn:aws[\w-]*:iam::[0-9]{12}:oidc-provider/.+$"
     )
+    # A CodeConnections (GitHub App) connection an administrator authorised once per account:
+    # CodeBuild uses it to register the in-VPC runner with the repository.
+    connection_arn: str = Field(
+        pattern=r"^arn:aws[\w-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:connection/.+$"
+    )
+    runner_compute_type: Literal[
+        "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"
+    ] = "BUILD_GENERAL1_MEDIUM"
+
+
+class StateSettings(_Model):
+    """Where Pulumi keeps state and encrypts secrets (made once per account: infra/bootstrap.py)."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    key_arn: str = Field(pattern=r"^arn:aws[\w-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")
+
+
+class PlatformSettings(_Model):
+    """Everything one platform stack needs, validated as a whole."""
+
+    environment: Literal["dev", "staging", "prod"]
+    region: str = Field(pattern=_REGION)
+    namespace: str = Field(default="approvals", pattern=_NAMESPACE)
+    state: StateSettings
+    github: GithubSettings | None = None
     network: NetworkSettings
     cluster: ClusterSettings
     feature_store: FeatureStoreSettings
     artifact_store: ArtifactStoreSettings
     image_registry: ImageRegistrySettings
-    service: ServiceSettings
 
     @model_validator(mode="after")
-    def _zones_in_region(self) -> InfraSettings:
+    def _zones_in_region(self) -> PlatformSettings:
         for zone in self.network.availability_zones:
             if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone):
                 raise ValueError(
                     f"network.availabilityZones: {zone!r} is not in aws:region {self.region!r}"
                 )
+        if self.environment != "dev" and self.cluster.endpoint_public_access:
+            raise ValueError(
+                "cluster.endpointPublicAccess: staging and prod keep the API private "
+                "(the pipeline reaches it from the in-VPC runner)"
+            )
         return self
 
     @property
     def tags(self) -> dict[str, str]:
         """Tags every AWS resource carries (set once on the provider)."""
-        return {"project": "approvals", "environment": self.environment, "managed-by": "pulumi"}
+        return _tags(self.environment)
+
+
+class ReleaseSettings(_Model):
+    """The model version to roll out; its image comes from that version's registry record."""
+
+    model_version: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class ApplicationSettings(_Model):
+    """Everything one application stack needs."""
+
+    environment: Literal["dev", "staging", "prod"]
+    region: str = Field(pattern=_REGION)
+    # The platform stack of the same environment (DIY backends name it organization/...).
+    platform_stack: str = Field(pattern=r"^[\w.-]+/[\w.-]+/[\w.-]+$")
+    service: ServiceSettings
+    # Set only by the pipeline for one `pulumi up`; without it the stack deploys the version
+    # the registry's champion alias names, so a manual `pulumi up` never reverts a release.
+    release: ReleaseSettings | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags every AWS resource carries (set once on the provider)."""
+        return _tags(self.environment)
+
+
+def _tags(environment: str) -> dict[str, str]:
+    return {"project": "approvals", "environment": environment, "managed-by": "pulumi"}
+
+
+SettingsT = TypeVar("SettingsT", PlatformSettings, ApplicationSettings)
 
 
 def _log_retention(value: int) -> int:
@@ -219,12 +275,13 @@ def _describe(error: ValidationError) -> str:
     return "invalid stack configuration:\n" + "\n".join(lines)
 
 
-def parse_settings(raw: Mapping[str, Any]) -> InfraSettings:
+def parse_settings(raw: Mapping[str, Any], model: type[SettingsT]) -> SettingsT:
     """Validate raw stack configuration (keys without the ``approvals:`` prefix).
 
     Args:
         raw: Top-level keys such as ``environment`` or ``cluster`` with their values, plus
             ``region`` taken from ``aws:region``.
+        model: :class:`PlatformSettings` or :class:`ApplicationSettings`.
 
     Returns:
         The frozen settings object.
@@ -233,7 +290,7 @@ def parse_settings(raw: Mapping[str, Any]) -> InfraSettings:
         SettingsError: A key is missing, unknown or has a wrong value; the message names it.
     """
     try:
-        return InfraSettings.model_validate(dict(raw))
+        return model.model_validate(dict(raw))
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
 
@@ -259,8 +316,11 @@ def stack_file_to_raw(document: Mapping[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def load_settings() -> InfraSettings:
+def load_settings(model: type[SettingsT]) -> SettingsT:
     """Read this stack's configuration through the Pulumi runtime and validate it.
+
+    Args:
+        model: :class:`PlatformSettings` or :class:`ApplicationSettings`.
 
     Returns:
         The frozen settings object for the running stack.
@@ -272,18 +332,21 @@ def load_settings() -> InfraSettings:
 
     config = pulumi.Config(NAMESPACE)
     raw: dict[str, Any] = {}
-    for name, field in InfraSettings.model_fields.items():
+    for name, field in model.model_fields.items():
         key = field.alias or name
         if key == "region":
             continue
-        is_object = isinstance(field.annotation, type) and issubclass(field.annotation, _Model)
+        is_object = any(
+            isinstance(kind, type) and issubclass(kind, _Model)
+            for kind in (field.annotation, *get_args(field.annotation))
+        )
         value = _read_object(config, key) if is_object else config.get(key)
         if value is not None:
             raw[key] = value
     region = pulumi.Config("aws").get("region")
     if region is not None:
         raw["region"] = region
-    return parse_settings(raw)
+    return parse_settings(raw, model)
 
 
 def _read_object(config: Any, key: str) -> Any:

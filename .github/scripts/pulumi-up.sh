@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Roll the environment's stack to an image tag and model version: pulumi up $ENVIRONMENT.
+# Roll this environment's application stack to a model version: `pulumi up` of
+# infra/application with approvals:release.modelVersion, whose image the program reads from
+# that version's registry record (so version and image always travel as a pair). Without a
+# version, the stack deploys the registry's champion, as a manual `pulumi up` does.
+# Inputs: ENVIRONMENT, MODE, GITHUB_RUN_ID; $1 the model version (may be empty).
 set -euo pipefail
-tag="$1"
-version="$2"
-pulumi up --yes --non-interactive --stack "$ENVIRONMENT" --cwd infra \
-  --message "$MODE $version (image $tag) run $GITHUB_RUN_ID" \
-  --config-path \
-  --config "approvals:service.imageTag=$tag" \
-  --config "approvals:service.modelVersion=$version"
+version="${1:-}"
+args=(--yes --non-interactive --stack "$ENVIRONMENT" --cwd infra/application
+  --policy-pack ../policy --message "$MODE ${version:-champion} run $GITHUB_RUN_ID")
+if [ -n "$version" ]; then
+  args+=(--config-path --config "approvals:release.modelVersion=$version")
+fi
+pulumi up "${args[@]}"

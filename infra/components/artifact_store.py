@@ -15,11 +15,17 @@ DATA_PREFIX = "data/"
 REGISTRY_PREFIX = "registry/"
 
 
+def artifact_bucket_name(environment: str, account_id: str, region: str) -> str:
+    """The artifact bucket's name, derived from plain values so that the application program
+    can read the registry with invokes before any of its resources exist."""
+    return f"approvals-{environment}-artifacts-{account_id}-{region}"
+
+
 @dataclass(frozen=True)
 class ArtifactStoreArgs:
     """Inputs of :class:`ArtifactStore`."""
 
-    bucket_prefix: str
+    bucket_name: str
     noncurrent_version_days: int
     kms_deletion_window_days: int
     force_destroy: bool
@@ -53,7 +59,7 @@ class ArtifactStore(pulumi.ComponentResource):
         )
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=args.bucket_prefix,
+            bucket=args.bucket_name,
             force_destroy=args.force_destroy,
             opts=child,
         )

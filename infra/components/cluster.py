@@ -1,4 +1,8 @@
-"""Cluster: EKS control plane with logs and secrets encryption, a managed node group, IRSA."""
+"""Cluster: EKS control plane with logs and secrets encryption, a managed node group, IRSA.
+
+The kubeconfig it exports is for the application stack and for people; the platform itself
+never talks to the Kubernetes API, so it can be stood up from anywhere AWS answers.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_kubernetes as k8s
 
 from infra.components.iam_docs import service_trust
 
@@ -80,7 +83,7 @@ def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
 
 
 class Cluster(pulumi.ComponentResource):
-    """EKS cluster, node group, the IAM OIDC provider for IRSA and a Kubernetes provider."""
+    """EKS cluster, node group, add-ons, admin access entries and the IAM OIDC provider."""
 
     cluster_name: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
@@ -88,7 +91,6 @@ class Cluster(pulumi.ComponentResource):
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
-    provider: k8s.Provider
 
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -118,11 +120,6 @@ class Cluster(pulumi.ComponentResource):
                 self.cluster.endpoint,
                 self.cluster.certificate_authority.apply(lambda ca: ca["data"]),
             ).apply(lambda v: kubeconfig(v[0], v[1], v[2], args.region))
-        )
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_group]),
         )
         self.register_outputs(
             {

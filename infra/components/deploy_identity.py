@@ -1,4 +1,10 @@
-"""Deploy identity: the GitHub Actions OIDC provider and this environment's deploy role."""
+"""Deploy identity: the GitHub Actions OIDC provider and this environment's deploy role.
+
+The role runs the *application* stack and nothing more: push the image, publish and promote in
+the registry, read and write that stack's Pulumi state (and read the platform stack's, for its
+StackReference), use the state key for secrets, and edit the service's namespace in EKS. It
+cannot change the platform: no IAM, VPC, EKS, ElastiCache or bucket settings.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from infra.components.artifact_store import MODELS_PREFIX, REGISTRY_PREFIX
 from infra.components.iam_docs import document, statement, web_identity_trust
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
+PLATFORM_PROJECT = "approvals-platform"
+APPLICATION_PROJECT = "approvals-application"
 _EDIT_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
 _ECR_PUSH = (
     "ecr:BatchCheckLayerAvailability",
@@ -39,6 +47,35 @@ class DeployIdentityArgs:
     bucket_arn: pulumi.Input[str]
     artifact_key_arn: pulumi.Input[str]
     namespace: str
+    state_bucket: str
+    state_key_arn: str
+
+
+def state_statements(bucket: str, key_arn: str, environment: str) -> list[dict[str, Any]]:
+    """Pulumi DIY-backend access for the application stack of one environment.
+
+    The S3 backend keeps each stack under ``.pulumi/{stacks,history,backups}/<project>/<stack>``
+    and its locks under ``.pulumi/locks/organization/<project>/<stack>/`` (pulumi/pulumi,
+    pkg/backend/diy: store.go, lock.go). The application stack is read and written; the
+    platform stack of the same environment is only read (its outputs, through a
+    StackReference); ``.pulumi/meta.yaml`` says which layout the bucket uses.
+    """
+    arn = f"arn:aws:s3:::{bucket}"
+    app, platform = APPLICATION_PROJECT, PLATFORM_PROJECT
+    own = [
+        f"{arn}/.pulumi/stacks/{app}/{environment}.json*",
+        f"{arn}/.pulumi/history/{app}/{environment}/*",
+        f"{arn}/.pulumi/backups/{app}/{environment}/*",
+        f"{arn}/.pulumi/locks/organization/{app}/{environment}/*",
+    ]
+    read = [f"{arn}/.pulumi/meta.yaml", f"{arn}/.pulumi/stacks/{platform}/{environment}.json*"]
+    return [
+        statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], own),
+        statement(["s3:GetObject"], read),
+        statement(["s3:ListBucket"], [arn], Condition={"StringLike": {"s3:prefix": [".pulumi/*"]}}),
+        # Secrets of both stacks are encrypted with the state key (awskms:// provider).
+        statement(["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], [key_arn]),
+    ]
 
 
 def github_subject(repository: str, environment: str) -> str:
@@ -54,14 +91,18 @@ def github_subject(repository: str, environment: str) -> str:
     return f"repo:{repository}:environment:{environment}"
 
 
-def deploy_policy(ecr: str, cluster: str, bucket: str, key: str) -> dict[str, Any]:
-    """What a release needs: push the image, publish model packages and aliases, reach EKS.
+def deploy_policy(
+    ecr: str, cluster: str, bucket: str, key: str, state: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What a release needs: push the image, publish model packages and aliases, reach EKS,
+    run the application stack.
 
     Args:
         ecr: ECR repository ARN.
         cluster: EKS cluster ARN.
         bucket: Artifact bucket ARN.
         key: KMS key ARN of the bucket.
+        state: :func:`state_statements` of the environment.
 
     Returns:
         The IAM policy document.
@@ -82,6 +123,7 @@ def deploy_policy(ecr: str, cluster: str, bucket: str, key: str) -> dict[str, An
             Condition={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
         ),
         statement(["kms:Decrypt", "kms:GenerateDataKey"], [key]),
+        *state,
     )
 
 
@@ -110,9 +152,10 @@ class DeployIdentity(pulumi.ComponentResource):
             max_session_duration=3600,
             opts=child,
         )
+        state = state_statements(args.state_bucket, args.state_key_arn, args.environment)
         policy = pulumi.Output.all(
             args.ecr_repository_arn, args.cluster_arn, args.bucket_arn, args.artifact_key_arn
-        ).apply(lambda v: json.dumps(deploy_policy(v[0], v[1], v[2], v[3])))
+        ).apply(lambda v: json.dumps(deploy_policy(v[0], v[1], v[2], v[3], state)))
         aws.iam.RolePolicy(f"{name}-role", role=role.id, policy=policy, opts=child)
         entry = aws.eks.AccessEntry(
             f"{name}-access", cluster_name=args.cluster_name, principal_arn=role.arn, opts=child

@@ -6,6 +6,7 @@ same objects to YAML for schema validation and checkov.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +30,13 @@ class ServiceSpec:
     """What the service's Kubernetes objects are built from."""
 
     name: str
-    namespace: str
-    image: pulumi.Input[str]
+    namespace: pulumi.Input[str]
+    # None before the first release: nothing that runs the image is created.
+    image: str | None
     environment: str
     region: str
     model_uri: pulumi.Input[str]
-    model_version: str
+    model_version: str | None
     log_level: str
     min_replicas: int
     max_replicas: int
@@ -45,11 +47,23 @@ class ServiceSpec:
     memory_request: str
     memory_limit: str
     service_type: str
+    # /readyz fails while the Redis features of the served model are absent (staging, prod).
+    require_features: bool = False
 
     @property
     def labels(self) -> dict[str, str]:
         """Selector labels shared by every object."""
         return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "inference"}
+
+    @property
+    def loader_labels(self) -> dict[str, str]:
+        """Labels of the feature-loading Job's pods (not selected by the service's objects)."""
+        return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "features"}
+
+    @property
+    def model_tag(self) -> str:
+        """The model's tag in the image's BentoML store (``bento/bundle.py`` registers it)."""
+        return f"approvals:{self.model_version}"
 
     @property
     def workers(self) -> int:
@@ -73,8 +87,10 @@ def cpu_cores(quantity: str) -> float:
     return float(quantity)
 
 
-def _meta(spec: ServiceSpec, name: str, **extra: Any) -> Object:
-    labels = {**spec.labels, "app.kubernetes.io/part-of": "approvals"}
+def _meta(
+    spec: ServiceSpec, name: str, labels: dict[str, str] | None = None, **extra: Any
+) -> Object:
+    labels = {**(labels or spec.labels), "app.kubernetes.io/part-of": "approvals"}
     return {"name": name, "namespace": spec.namespace, "labels": labels, **extra}
 
 
@@ -112,23 +128,27 @@ def redis_secret(spec: ServiceSpec, url: pulumi.Input[str], password: pulumi.Inp
     }
 
 
-def _env(spec: ServiceSpec) -> list[Object]:
+def _redis_env(spec: ServiceSpec) -> list[Object]:
     def from_secret(key: str) -> Object:
         return {"secretKeyRef": {"name": spec.secret_name, "key": key}}
 
+    return [
+        {"name": "APPROVALS_REDIS_URL", "valueFrom": from_secret(SECRET_URL_KEY)},
+        {"name": "APPROVALS_REDIS_PASSWORD", "valueFrom": from_secret(SECRET_PASSWORD_KEY)},
+    ]
+
+
+def _env(spec: ServiceSpec) -> list[Object]:
     plain = {
         "APPROVALS_MODEL_URI": spec.model_uri,
         "APPROVALS_MODEL_VERSION": spec.model_version,
         "APPROVALS_ENVIRONMENT": spec.environment,
         "APPROVALS_LOG_LEVEL": spec.log_level,
         "APPROVALS_WORKERS": str(spec.workers),
+        "APPROVALS_REQUIRE_FEATURES": str(spec.require_features).lower(),
         "AWS_REGION": spec.region,
     }
-    return [
-        {"name": "APPROVALS_REDIS_URL", "valueFrom": from_secret(SECRET_URL_KEY)},
-        {"name": "APPROVALS_REDIS_PASSWORD", "valueFrom": from_secret(SECRET_PASSWORD_KEY)},
-        *({"name": key, "value": value} for key, value in plain.items()),
-    ]
+    return [*_redis_env(spec), *({"name": key, "value": value} for key, value in plain.items())]
 
 
 def _probe(path: str, period: int, failures: int) -> Object:
@@ -138,6 +158,25 @@ def _probe(path: str, period: int, failures: int) -> Object:
         "timeoutSeconds": 2,
         "failureThreshold": failures,
     }
+
+
+_CONTAINER_SECURITY: Object = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_POD_SECURITY: Object = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "fsGroup": RUN_AS_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def _container(spec: ServiceSpec) -> Object:
@@ -158,16 +197,7 @@ def _container(spec: ServiceSpec) -> Object:
         "startupProbe": _probe("/livez", 5, 24),
         "livenessProbe": _probe("/livez", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _CONTAINER_SECURITY,
         # The only writable paths: scratch space and BentoML's Prometheus multiprocess directory.
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
@@ -207,13 +237,7 @@ def deployment(spec: ServiceSpec) -> Object:
         # No Docker-link variables: a Service named approvals-grpc would otherwise inject
         # APPROVALS_GRPC_PORT=tcp://... into the pod, which the service reads as its port.
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _POD_SECURITY,
         "containers": [_container(spec)],
         "volumes": [
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -317,6 +341,72 @@ def network_policy(spec: ServiceSpec) -> Object:
             "podSelector": {"matchLabels": spec.labels},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"ports": ingress_ports}],
+            "egress": [{"ports": egress_ports}],
+        },
+    }
+
+
+def feature_job_name(spec: ServiceSpec) -> str:
+    """One Job per model version (Jobs are immutable; a release replaces the previous one)."""
+    suffix = re.sub(r"[^a-z0-9-]+", "-", (spec.model_version or "").lower()).strip("-")
+    return f"{spec.name}-features-{suffix}"[:63].rstrip("-")
+
+
+def feature_job(spec: ServiceSpec) -> Object:
+    """Job that loads the served model's feature state into Redis before the service rolls.
+
+    It runs the release's own image: the bento carries the model and its pre-packed online
+    state, and ``approvals.features.preload`` writes it as a new feature version (or leaves a
+    compatible, newer live version alone, so a rollback never throws fresh features away).
+    """
+    container = {
+        "name": "load",
+        "image": spec.image,
+        "imagePullPolicy": "Always",
+        # args, not command: the image's entrypoint activates its environment, then runs them
+        "args": ["python", "-m", "approvals.features.preload", "--model-tag", spec.model_tag],
+        "env": [*_redis_env(spec), {"name": "APPROVALS_LOG_LEVEL", "value": spec.log_level}],
+        "resources": {
+            "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
+            "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
+        },
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }
+    pod = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _POD_SECURITY,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(spec, feature_job_name(spec), spec.loader_labels),
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 1800,
+            "template": {"metadata": {"labels": spec.loader_labels}, "spec": pod},
+        },
+    }
+
+
+def loader_network_policy(spec: ServiceSpec) -> Object:
+    """The loader takes no traffic and talks only to DNS and Redis."""
+    egress_ports = [
+        {"protocol": "UDP", "port": 53},
+        {"protocol": "TCP", "port": 53},
+        {"protocol": "TCP", "port": 6379},
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, f"{spec.name}-features", spec.loader_labels),
+        "spec": {
+            "podSelector": {"matchLabels": spec.loader_labels},
+            "policyTypes": ["Ingress", "Egress"],
             "egress": [{"ports": egress_ports}],
         },
     }

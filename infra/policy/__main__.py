@@ -1,6 +1,6 @@
 """Pulumi policy pack entry point: every rule of ``rules.py``, mandatory.
 
-Run from ``infra/``: ``pulumi preview --policy-pack policy``.
+Run from ``infra/platform`` or ``infra/application``: ``pulumi preview --policy-pack ../policy``.
 """
 
 import sys

@@ -19,15 +19,18 @@ from dev.stack import LocalStack, Service
 Served = Service  # a running ``bentoml serve``: proc, http, grpc, log, stop()
 
 
-def serve(package_dir: Path, redis_url: str, tmp: Path, **env: str) -> Served:
-    """Start ``bentoml serve service:Approvals`` on free ports and wait until it is ready.
+def serve(
+    package_dir: Path, redis_url: str, tmp: Path, probe: str = "/readyz", **env: str
+) -> Served:
+    """Start ``bentoml serve service:Approvals`` on free ports and wait until ``probe`` answers
+    200 (``/readyz``: ready; ``/livez``: started).
 
     The caller stops it (``stop()`` returns its exit code); Redis is left to its owner.
     """
     settings = {"APPROVALS_REDIS_COOLDOWN_S": "0.5", **env}
     stack = LocalStack(
         tmp, model_dir=package_dir, redis_url=redis_url, env=settings, log=tmp / "serve.log",
-        ready_timeout=90,
+        ready_timeout=90, probe=probe,
     )  # fmt: skip
     return stack.start().service
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from approvals.model.trees import CompiledTrees
 from dev.redis_server import RedisServer
 from dev.requests import attempt_json
 from dev.stack import LocalStack, build_bento
+from tests.approvals.features.test_preload import BLOCKED_WITH_BENTOML, live, run_preload, snapshot
 
 pytestmark = pytest.mark.slow
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
@@ -67,6 +70,7 @@ def test_the_model_is_registered_in_the_store(built: Built, package: ModelPackag
     model = built.home / "models" / "approvals" / package.model_version
     assert all((model / f).is_file() for f in FILES), "a loadable model package"
     assert not (model / "state").exists(), "no training-side feature state in the image"
+    assert (model / "online" / "meta.json").is_file(), "the state's Redis values, packed"
     assert (model / "compiled" / "trees.o").is_file()
     stored = ModelPackage.load(model)
     assert isinstance(stored.trees, CompiledTrees), "the compiled trees are used"
@@ -135,3 +139,32 @@ def test_serving_the_bento_loads_the_declared_model(
     (loaded,) = [e for e in entries if e["message"] == "model loaded"]
     assert loaded["source"] == f"approvals:{package.model_version}", loaded
     assert loaded["trees"] == "compiled", loaded
+
+
+@pytest.mark.servers
+def test_the_preloader_loads_the_registered_model_by_tag_as_in_the_image(
+    built: Built, features_redis: RedisServer, package: ModelPackage, tmp_path: Path
+) -> None:
+    # given the bento laid out as `bentoml containerize` lays out its image: the bento with its
+    # models beside it (BENTO_PATH/models), and a BENTOML_HOME where nothing can be written
+    bento = tmp_path / "bento"
+    shutil.copytree(built.path, bento)
+    shutil.copytree(built.home / "models", bento / "models")
+    # and Redis holding the package's state as `approvals materialize` wrote it
+    url = features_redis.url
+    materialized = live(url, "approvals")
+    assert materialized is not None
+    # when the preloader loads the registered model by its tag
+    prefix = f"bundle{uuid.uuid4().hex[:6]}"
+    done = run_preload(
+        "--model-tag", f"approvals:{package.model_version}", blocked=BLOCKED_WITH_BENTOML,
+        APPROVALS_REDIS_URL=url, APPROVALS_REDIS_PREFIX=prefix, BENTO_PATH=str(bento),
+        BENTOML_HOME="/proc/no-bentoml-home", BENTOML_DO_NOT_TRACK="true",
+    )  # fmt: skip
+    # then it writes the very same values as the materialization of the package's state
+    assert done.returncode == 0, done.stderr
+    values, meta = snapshot(url, "approvals", materialized)
+    preloaded, preloaded_meta = snapshot(url, prefix, str(live(url, prefix)))
+    assert values == preloaded, "the registered model's packed values differ from the state's"
+    for field in (b"defs", b"layout", b"end_us", b"keys"):
+        assert meta[field] == preloaded_meta[field], field

@@ -1,4 +1,4 @@
-"""Shared pieces of the infra tests: paths, constants and the recorded program run."""
+"""Shared pieces of the infra tests: paths, constants and the recorded program runs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,24 @@ ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("pulumi_harness.py")
 ENVIRONMENTS = ROOT / "environments"
 STACKS = ("dev", "staging", "prod")
+ACCOUNT = "123456789012"  # the harness's account
 GITHUB_REPO = "acme-payments/approvals"
+CONNECTION = (
+    f"arn:aws:codeconnections:us-east-1:{ACCOUNT}:connection/0f5e2d6c-aaaa-bbbb-cccc-1234567890ab"
+)
 EXISTING_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+DIGEST = "sha256:" + "5e" * 32
+
+
+def stack_file(project: str, stack: str) -> Path:
+    """``environments/<project>/Pulumi.<stack>.yaml``."""
+    return ENVIRONMENTS / project / f"Pulumi.{stack}.yaml"
+
+
+def image_of(stack: str, version: str) -> str:
+    """The image reference a release of ``version`` publishes in ``stack``'s registry."""
+    repo = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/approvals/{stack}/service"
+    return f"{repo}:{version}@{DIGEST}"
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,12 @@ class StackRun:
     resources: list[dict[str, Any]]
     components: dict[str, Any]
     outputs: dict[str, Any]
+    invokes: list[dict[str, Any]]
+
+    @property
+    def stack(self) -> str:
+        """dev, staging or prod (the name without its variant)."""
+        return self.name.split("+", 1)[0]
 
     def of_type(self, token: str) -> list[dict[str, Any]]:
         """Every resource of one type token."""

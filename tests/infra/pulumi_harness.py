@@ -1,11 +1,14 @@
-"""Run the whole Pulumi program for one stack file under the official mocks; dump what it made.
+"""Run a whole Pulumi program for one stack file under the official mocks; dump what it made.
 
-Usage: ``python tests/infra/pulumi_harness.py <Pulumi.stack.yaml> <out.json>``
+Usage: ``python tests/infra/pulumi_harness.py <platform|application> <Pulumi.stack.yaml>
+<out.json> [world.json]``
 
 Pulumi's runtime state is process-global, so each stack runs in its own process. The mocks
 stand in for the cloud providers only: they echo the program's inputs and add the attributes a
-provider computes (ARNs, endpoints, generated passwords). Everything asserted later is what the
-program itself sent.
+provider computes (ARNs, endpoints, generated passwords). ``world.json`` holds what exists
+outside the program: the outputs of the stacks it references (``stacks``: name -> outputs and
+secret output names) and the objects in S3 (``objects``: bucket -> key -> text), which the
+invokes read. Everything asserted later is what the program itself sent.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[2]
-PROGRAM = ROOT / "infra" / "__main__.py"
+PROGRAMS = {name: ROOT / "infra" / name / "__main__.py" for name in ("platform", "application")}
 ACCOUNT = "123456789012"
 # Pulumi's wire encoding of a secret value: {_SIG_KEY: _SECRET_SIG, "value": ...}.
 _SIG_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
@@ -80,17 +83,47 @@ def _computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple
 
 
 class PlatformMocks(pulumi.runtime.Mocks):
-    """Echo inputs, add computed attributes, answer no invokes (the program makes none)."""
+    """Echo inputs, add computed attributes; answer stack references and invokes from a world."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, world: dict[str, Any]) -> None:
         self.region = region
+        self.stacks: dict[str, Any] = world.get("stacks", {})
+        self.objects: dict[str, dict[str, str]] = world.get("objects", {})
+        self.invokes: list[dict[str, Any]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            name = args.inputs["name"]
+            if name not in self.stacks:
+                raise AssertionError(f"reference to an unknown stack {name}")
+            stack = self.stacks[name]
+            state = {"name": name, "outputs": stack["outputs"]}
+            return name, {**state, "secretOutputNames": stack.get("secret", [])}
         rid, computed = _computed(args.typ, args.name, args.inputs, self.region)
         return rid, {**args.inputs, **computed}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        self.invokes.append({"token": args.token, "args": dict(args.args)})
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/deployer/session"
+            return {"accountId": ACCOUNT, "arn": arn, "userId": "AROAEXAMPLE:session"}, []
+        if args.token == "aws:s3/getObjects:getObjects":
+            return self._list(args.args), []
+        if args.token == "aws:s3/getObject:getObject":
+            bucket, key = args.args["bucket"], args.args["key"]
+            if key not in self.objects.get(bucket, {}):
+                raise AssertionError(f"getObject of a missing object s3://{bucket}/{key}")
+            return {"bucket": bucket, "key": key, "body": self.objects[bucket][key]}, []
         raise AssertionError(f"the program made an unexpected invoke: {args.token}")
+
+    def _list(self, call: dict[str, Any]) -> dict[str, Any]:
+        bucket = call["bucket"]
+        if bucket not in self.objects:
+            raise AssertionError(f"getObjects in a missing bucket {bucket}")
+        prefix, after = call.get("prefix") or "", call.get("startAfter") or ""
+        keys = sorted(k for k in self.objects[bucket] if k.startswith(prefix) and k > after)
+        keys = keys[: int(call.get("maxKeys") or 1000)]
+        return {"bucket": bucket, "keys": keys, "commonPrefixes": [], "owners": []}
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -121,6 +154,26 @@ class RecordingMonitor(mocks.MockMonitor):
         )
         return response
 
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        inputs = rpc.deserialize_properties(request.properties, keep_unknowns=True)
+        self.records.append(
+            {
+                "urn": response.urn,
+                "type": request.type,
+                "name": request.name,
+                "parent": request.parent,
+                "custom": True,
+                "read": True,
+                "provider": request.provider,
+                "dependencies": list(request.dependencies),
+                "secretInputs": [],
+                "inputs": inputs,
+                "state": self.resources[response.urn].state,
+            }
+        )
+        return response
+
     def RegisterResourceOutputs(self, request: Any) -> Any:
         outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
         self.component_outputs[request.urn] = outputs
@@ -141,29 +194,34 @@ async def _resolve(outputs: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run(stack_file: Path) -> dict[str, Any]:
-    """Run the program for one stack file under mocks.
+def run(program: str, stack_file: Path, world: dict[str, Any]) -> dict[str, Any]:
+    """Run one program for one stack file under mocks.
 
     Args:
+        program: ``platform`` or ``application``.
         stack_file: ``Pulumi.<stack>.yaml``.
+        world: referenced stacks and S3 objects (see the module docstring).
 
     Returns:
-        Recorded resources, component outputs and resolved stack outputs.
+        Recorded resources, component outputs, invokes and resolved stack outputs.
     """
     document = yaml.safe_load(stack_file.read_text()) or {}
     config = stack_config(document)
     stack = stack_file.name.split(".")[1]
-    monitor = RecordingMonitor(PlatformMocks(config.get("aws:region", "us-east-1")))
+    mocked = PlatformMocks(config.get("aws:region", "us-east-1"), world)
+    monitor = RecordingMonitor(mocked)
     pulumi.runtime.set_mocks(
-        monitor.mocks, project="approvals", stack=stack, preview=False, monitor=monitor
+        monitor.mocks, project=f"approvals-{program}", stack=stack, preview=False, monitor=monitor
     )
     pulumi.runtime.set_all_config(config)
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+    main = str(PROGRAMS[program])
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
     root = pulumi.runtime.get_root_resource()
     outputs = _sync_await(_resolve(root.outputs))  # type: ignore[union-attr]
     return {
         "resources": monitor.records,
         "components": monitor.component_outputs,
+        "invokes": mocked.invokes,
         "outputs": outputs,
     }
 
@@ -189,9 +247,10 @@ def _plain(value: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     """Entry point: run one stack file, write JSON; exit 2 with the message on a config error."""
-    stack_file, out = Path(argv[1]), Path(argv[2])
+    program, stack_file, out = argv[1], Path(argv[2]), Path(argv[3])
+    world = json.loads(Path(argv[4]).read_text()) if len(argv) > 4 else {}
     try:
-        result = run(stack_file)
+        result = run(program, stack_file, world)
     except ValueError as error:  # SettingsError and pydantic problems reach the user as text
         print(str(error), file=sys.stderr)
         return 2

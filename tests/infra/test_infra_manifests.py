@@ -11,12 +11,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from infra_testkit import ENVIRONMENTS, STACKS, StackRun
+from infra_testkit import STACKS, StackRun, stack_file
 
 # Each skipped checkov check, with the reason it does not apply here.
 CHECKOV_SKIPS = {
-    "CKV_K8S_43": "image pinned by tag in an ECR repository with IMMUTABLE tags (policy-checked), "
-    "so the tag names exactly one digest; release tooling promotes tags, not digests",
     "CKV_K8S_35": "the service contract (APPROVALS_REDIS_URL / APPROVALS_REDIS_PASSWORD) reads "
     "env vars; they come from a Secret via secretKeyRef, never from the image or the spec",
     "CKV_K8S_40": "uid 1034 is the bento image's own user (BentoML Dockerfile template); the pod "
@@ -33,21 +31,22 @@ def _manifests(run: StackRun) -> list[dict[str, Any]]:
 
 
 def _kubernetes_version(stack: str) -> str:
-    config = yaml.safe_load((ENVIRONMENTS / f"Pulumi.{stack}.yaml").read_text())["config"]
+    config = yaml.safe_load(stack_file("platform", stack).read_text())["config"]
     return f"{config['approvals:cluster']['kubernetesVersion']}.0"
 
 
 @pytest.fixture(scope="module")
-def rendered(stack_runs: dict[str, StackRun], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rendered(app_runs: dict[str, StackRun], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dev, staging and prod objects as multi-document YAML files in one folder."""
     folder = tmp_path_factory.mktemp("manifests")
     for stack in STACKS:
-        text = yaml.safe_dump_all(_manifests(stack_runs[stack]), sort_keys=False)
+        text = yaml.safe_dump_all(_manifests(app_runs[stack]), sort_keys=False)
         (folder / f"{stack}.yaml").write_text(text)
     return folder
 
 
-def test_every_kind_is_rendered(run: StackRun) -> None:
+def test_every_kind_is_rendered(app: StackRun) -> None:
+    run = app
     kinds = sorted(m["kind"] for m in _manifests(run))
     assert kinds == sorted(
         [
@@ -60,14 +59,17 @@ def test_every_kind_is_rendered(run: StackRun) -> None:
             "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
             "NetworkPolicy",
+            "NetworkPolicy",
+            "Job",
         ]
     ), f"{run.name}: the service's objects"
 
 
-def test_objects_match_the_cluster_schema(run: StackRun, rendered: Path) -> None:
+def test_objects_match_the_cluster_schema(app: StackRun, rendered: Path) -> None:
+    run = app
     version = _kubernetes_version(run.name)
     documents = list(yaml.safe_load_all((rendered / f"{run.name}.yaml").read_text()))
-    assert len(documents) == 9, "all objects rendered"
+    assert len(documents) == 11, "all objects rendered"
     for document in documents:
         try:
             kubernetes_validate.validate(document, version, strict=True)
@@ -75,10 +77,10 @@ def test_objects_match_the_cluster_schema(run: StackRun, rendered: Path) -> None
             pytest.fail(f"{run.name} {document['kind']} invalid for {version}: {error.message}")
 
 
-def test_schema_validation_can_fail(stack_runs: dict[str, StackRun]) -> None:
-    (deployment,) = stack_runs["dev"].kind("Deployment")
+def test_schema_validation_can_fail(app_runs: dict[str, StackRun]) -> None:
+    (deployment,) = app_runs["dev"].kind("Deployment")
     broken = json.loads(json.dumps(deployment))
-    broken["spec"]["replicas"] = "three"
+    broken["spec"]["revisionHistoryLimit"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, _kubernetes_version("dev"), strict=True)
 

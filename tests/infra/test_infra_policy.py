@@ -24,12 +24,14 @@ def _options() -> PolicyResourceOptions:
     return PolicyResourceOptions(False, [], False, [], PolicyCustomTimeouts(0, 0, 0), [], None)
 
 
-def test_every_stack_passes_every_rule(run: StackRun) -> None:
+def test_every_stack_passes_every_rule(program_run: StackRun) -> None:
+    run = program_run
     assert rules.violations(_items(run)) == {}, f"{run.name}: inputs comply"
     assert rules.violations(_items(run, "state")) == {}, f"{run.name}: outputs comply"
 
 
-def test_pack_wraps_every_rule(run: StackRun) -> None:
+def test_pack_wraps_every_rule(program_run: StackRun) -> None:
+    run = program_run
     names = [p.name for p in policies()]
     assert names == [*rules.RESOURCE_RULES, *rules.STACK_RULES], "one policy per rule"
     assert PACK_NAME == "approvals-guard-rails", "pack name is stable for `--policy-pack`"

@@ -1,4 +1,7 @@
-"""The whole program per stack under mocks: resources, properties, per-environment differences."""
+"""Both programs per stack under mocks: resources, properties, per-environment differences.
+
+``run`` is a platform stack, ``app`` the application stack on it (deploying its champion).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infra_testkit import EXISTING_PROVIDER, GITHUB_REPO, StackRun
+from infra_testkit import EXISTING_PROVIDER, GITHUB_REPO, StackRun, image_of, stack_file
 
 from infra.components.manifests import cpu_cores
 
@@ -18,17 +21,21 @@ COMPONENTS = {
     "FeatureStore",
     "ArtifactStore",
     "ImageRegistry",
-    "InferenceService",
+    "ServiceIdentity",
 }
 EXPECTED = {  # stack: (zones, NAT gateways, Redis nodes, min pods, public endpoint)
     "dev": (2, 1, 1, 1, True),
-    "staging": (2, 2, 2, 2, True),
+    "staging": (2, 2, 2, 2, False),
     "prod": (3, 3, 3, 3, False),
 }
 
 
 def _policy(resource: dict[str, Any], key: str = "policy") -> dict[str, Any]:
     return json.loads(resource["inputs"][key])
+
+
+def _stack_file(name: str, project: str = "platform") -> dict[str, Any]:
+    return yaml.safe_load(stack_file(project, name).read_text())["config"]
 
 
 def test_every_resource_belongs_to_a_component(run: StackRun) -> None:
@@ -77,9 +84,7 @@ def test_cluster_control_plane(run: StackRun) -> None:
 
 
 def test_node_group_sized_per_stack(run: StackRun) -> None:
-    settings = yaml.safe_load(
-        (Path(__file__).parents[2] / f"environments/Pulumi.{run.name}.yaml").read_text()
-    )["config"]["approvals:cluster"]
+    settings = _stack_file(run.name)["approvals:cluster"]
     group = run.one("aws:eks/nodeGroup:NodeGroup")["inputs"]
     assert group["scalingConfig"] == {
         "minSize": settings["minSize"],
@@ -178,11 +183,15 @@ def test_irsa_role_reads_only_models_registry_and_secret(run: StackRun) -> None:
     assert secret[0]["Resource"] == [run.output("redisSecretArn")], "only the Redis secret"
 
 
-def test_deployment_runs_the_bento_with_its_contract(run: StackRun) -> None:
+def test_deployment_runs_the_bento_with_its_contract(app: StackRun) -> None:
+    run = app
     (deployment,) = run.kind("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["image"] == f"{run.output('ecrRepositoryUrl')}:0.1.0", "ECR image, pinned tag"
+    assert container["image"] == image_of(run.name, "v1"), "the champion's recorded image"
+    assert container["image"].startswith(f"{run.output('ecrRepositoryUrl')}:v1@sha256:"), (
+        "this environment's ECR repository, tag and digest"
+    )
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 3000, "grpc": 50051}, "HTTP and gRPC ports"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez", "liveness probe"
@@ -190,10 +199,11 @@ def test_deployment_runs_the_bento_with_its_contract(run: StackRun) -> None:
     env = {e["name"]: e for e in container["env"]}
     for key in ("APPROVALS_REDIS_URL", "APPROVALS_REDIS_PASSWORD"):
         assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "approvals-redis", f"{key} secret"
-    assert env["APPROVALS_MODEL_URI"]["value"] == run.output("modelUri"), "model URI"
+    bucket = run.output("bucketName")
+    assert env["APPROVALS_MODEL_URI"]["value"] == f"s3://{bucket}/models/v1/", "model URI"
     assert env["APPROVALS_MODEL_URI"]["value"].endswith("/models/v1/"), "models/ prefix"
     assert env["APPROVALS_ENVIRONMENT"]["value"] == run.name, "environment name"
-    assert env["APPROVALS_MODEL_VERSION"]["value"] == "v1", "model version from config"
+    assert env["APPROVALS_MODEL_VERSION"]["value"] == "v1", "the champion's model version"
     assert env["APPROVALS_LOG_LEVEL"]["value"] in {"DEBUG", "INFO"}, "log level from config"
     cores = cpu_cores(container["resources"]["limits"]["cpu"])
     assert env["APPROVALS_WORKERS"]["value"] == str(max(1, int(cores))), "a worker per core"
@@ -204,23 +214,29 @@ def test_deployment_runs_the_bento_with_its_contract(run: StackRun) -> None:
     assert "topology.kubernetes.io/zone" in keys, "spread across zones"
 
 
-def test_redis_secret_carries_the_generated_token(run: StackRun) -> None:
+def test_redis_secret_carries_the_generated_token(
+    app: StackRun, platform_runs: dict[str, StackRun]
+) -> None:
+    run = app
     (secret,) = run.kind("Secret")
-    redis = run.one("aws:elasticache/replicationGroup:ReplicationGroup")["inputs"]
+    platform = platform_runs[run.name]
+    redis = platform.one("aws:elasticache/replicationGroup:ReplicationGroup")["inputs"]
     assert secret["stringData"]["redis-password"] == redis["authToken"], "same AUTH token"
+    assert platform.outputs["redisAuthToken"]["secret"], "the platform exports it as a secret"
     assert secret["stringData"]["redis-url"].startswith("rediss://master."), "TLS URL"
     assert secret["stringData"]["redis-url"].endswith(":6379/0"), "Redis port and database"
     resource = next(r for r in run.of_type("kubernetes:core/v1:Secret"))
     assert "stringData" in resource["secretInputs"], "the token stays a Pulumi secret"
 
 
-def test_scaling_disruption_and_network_policy(run: StackRun) -> None:
+def test_scaling_disruption_and_network_policy(app: StackRun) -> None:
+    run = app
     *_, min_pods, _ = EXPECTED[run.name]
     (hpa,) = run.kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["minReplicas"] == min_pods, f"{run.name}: HPA minimum"
     (pdb,) = run.kind("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] < min_pods or min_pods == 1, "drains can progress"
-    (policy,) = run.kind("NetworkPolicy")
+    (policy,) = [p for p in run.kind("NetworkPolicy") if p["metadata"]["name"] == "approvals"]
     ports = {p["port"] for p in policy["spec"]["ingress"][0]["ports"]}
     assert ports == {3000, 50051}, "only the served ports are admitted"
     services = {s["metadata"]["name"]: s for s in run.kind("Service")}
@@ -245,18 +261,24 @@ def test_prod_is_stricter_than_dev(stack_runs: dict[str, StackRun]) -> None:
     assert not prod.one("aws:s3/bucket:Bucket")["inputs"]["forceDestroy"], "prod keeps data"
 
 
-def test_outputs_for_pipeline_and_users(run: StackRun) -> None:
+def test_outputs_for_pipeline_and_users(run: StackRun, app_runs: dict[str, StackRun]) -> None:
     for key in ("clusterName", "kubeconfig", "bucketName", "ecrRepositoryUrl", "redisEndpoint"):
         assert run.output(key), f"{run.name}: output {key}"
-    hosts = run.output("serviceHosts")
+    assert run.outputs["kubeconfig"]["secret"], "the kubeconfig stays a secret"
+    app = app_runs[run.name]
+    hosts = app.output("serviceHosts")
     assert hosts["http"] == "approvals-http.approvals.svc.cluster.local:3000", "HTTP host"
     assert hosts["grpc"] == "approvals-grpc.approvals.svc.cluster.local:50051", "gRPC host"
-    assert "deployRoleArn" not in run.outputs, "no deploy role without githubRepository"
+    for key in ("kubeconfig", "bucketName", "ecrRepositoryUrl"):
+        assert app.output(key) == run.output(key), f"the pipeline reads {key} from one stack"
+    assert app.outputs["kubeconfig"]["secret"], "still a secret when passed on"
+    assert (app.output("modelVersion"), app.output("releaseSource")) == ("v1", "champion")
+    assert "deployRoleArn" not in run.outputs, "no deploy role without approvals:github"
 
 
 @pytest.mark.parametrize("variant", ["staging+github", "prod+github-reuse"])
-def test_github_deploy_role(stack_runs: dict[str, StackRun], variant: str) -> None:
-    run = stack_runs[variant]
+def test_github_deploy_role(platform_runs: dict[str, StackRun], variant: str) -> None:
+    run = platform_runs[variant]
     env = variant.split("+", maxsplit=1)[0]
     providers = [
         p["inputs"]["url"]
@@ -279,35 +301,32 @@ def test_github_deploy_role(stack_runs: dict[str, StackRun], variant: str) -> No
         if a["inputs"]["principalArn"] == role["state"]["arn"]
     )
     assert scope["accessScope"] == {"type": "namespace", "namespaces": ["approvals"]}, "scoped"
+    assert scope["policyArn"].endswith("/AmazonEKSEditPolicy"), "edit, not admin"
 
 
 def test_bad_stack_file_fails_the_program_with_the_key(tmp_path: Path, run_program: Any) -> None:
-    source = Path(__file__).parents[2] / "environments/Pulumi.dev.yaml"
-    document = yaml.safe_load(source.read_text())
+    document = yaml.safe_load(stack_file("platform", "dev").read_text())
     document["config"]["approvals:cluster"]["maxSize"] = "many"
-    del document["config"]["approvals:service"]
-    stack_file = tmp_path / "Pulumi.dev.yaml"
-    stack_file.write_text(yaml.safe_dump(document))
-    result = run_program(stack_file, tmp_path / "out.json")
+    del document["config"]["approvals:featureStore"]
+    broken = tmp_path / "Pulumi.dev.yaml"
+    broken.write_text(yaml.safe_dump(document))
+    result = run_program("platform", broken, tmp_path / "out.json")
     assert result.returncode == 2, f"the program refuses the stack: {result.stderr[-2000:]}"
     assert "approvals:cluster.maxSize" in result.stderr, "names the wrongly typed key"
-    assert "approvals:service: Field required" in result.stderr, "names the missing key"
+    assert "approvals:featureStore: Field required" in result.stderr, "names the missing key"
     assert not (tmp_path / "out.json").exists(), "nothing was created"
 
 
-def _stack_file(name: str) -> dict[str, Any]:
-    path = Path(__file__).parents[2] / f"environments/Pulumi.{name}.yaml"
-    return yaml.safe_load(path.read_text())["config"]
-
-
-def test_the_autoscaler_alone_owns_the_replica_count(run: StackRun) -> None:
+def test_the_autoscaler_alone_owns_the_replica_count(app: StackRun) -> None:
+    run = app
     (deployment,) = run.kind("Deployment")
     assert "replicas" not in deployment["spec"], "a release must not reset the HPA's count"
     (hpa,) = run.kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "HPA target"
 
 
-def test_pods_get_no_service_link_variables(run: StackRun) -> None:
+def test_pods_get_no_service_link_variables(app: StackRun) -> None:
+    run = app
     (deployment,) = run.kind("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["enableServiceLinks"] is False, "APPROVALS_GRPC_PORT=tcp://... is not injected"
@@ -354,3 +373,188 @@ def test_cluster_admins_come_from_the_stack_file(run: StackRun) -> None:
     for arn in admins:
         assert associations[arn]["policyArn"].endswith("/AmazonEKSClusterAdminPolicy"), arn
         assert associations[arn]["accessScope"] == {"type": "cluster"}, arn
+
+
+def test_features_are_loaded_before_the_service_rolls(app: StackRun) -> None:
+    run = app
+    (job,) = run.kind("Job")
+    (deployment,) = run.kind("Deployment")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (service,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == service["image"], "the release's own image"
+    assert container["args"] == [
+        "python", "-m", "approvals.features.preload", "--model-tag", "approvals:v1"
+    ], "loads the served model's packed feature state"  # fmt: skip
+    assert job["metadata"]["name"].endswith("-v1"), "one Job per model version"
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("APPROVALS_REDIS_URL", "APPROVALS_REDIS_PASSWORD"):
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "approvals-redis", key
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1, "retries, bounded"
+    urns = {
+        r["inputs"].get("kind"): r["urn"]
+        for r in run.resources
+        if r["type"].startswith("kubernetes:")
+    }
+    rollout = next(r for r in run.resources if r["urn"] == urns["Deployment"])
+    assert urns["Job"] in rollout["dependencies"], "the Deployment waits for the Job to finish"
+    loader = next(
+        p for p in run.kind("NetworkPolicy") if p["metadata"]["name"].endswith("-features")
+    )
+    assert (
+        loader["spec"]["podSelector"]["matchLabels"]
+        == job["spec"]["template"]["metadata"]["labels"]
+    )
+    assert "ingress" not in loader["spec"], "the loader takes no traffic"
+    assert {p["port"] for p in loader["spec"]["egress"][0]["ports"]} == {53, 6379}, "DNS, Redis"
+    serving = deployment["spec"]["selector"]["matchLabels"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not serving.items() <= labels.items(), "Job pods never join the service's Endpoints"
+
+
+def test_staging_and_prod_are_not_ready_without_features(app: StackRun) -> None:
+    run = app
+    (deployment,) = run.kind("Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["APPROVALS_REQUIRE_FEATURES"] == ("false" if run.name == "dev" else "true"), (
+        f"{run.name}: readiness on the model's features"
+    )
+
+
+def test_the_platform_declares_no_kubernetes_object(run: StackRun) -> None:
+    kinds = {
+        r["type"]
+        for r in run.resources
+        if r["type"].startswith(("kubernetes:", "pulumi:providers:kubernetes"))
+    }
+    assert kinds == set(), "the platform needs no path to the cluster API"
+
+
+def test_the_application_declares_no_aws_resource(app: StackRun) -> None:
+    aws = {r["type"] for r in app.resources if r["type"].startswith("aws:")}
+    assert aws == set(), "the deploy role that runs it needs no AWS write access"
+    tokens = {i["token"] for i in app.invokes}
+    assert tokens <= {
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:s3/getObjects:getObjects",
+        "aws:s3/getObject:getObject",
+    }, f"it only reads the registry: {tokens}"
+    reference = app.one("pulumi:pulumi:StackReference")["inputs"]
+    assert reference["name"] == f"organization/approvals-platform/{app.name}", "its own platform"
+
+
+def test_before_the_first_release_nothing_waits_on_an_image(app_runs: dict[str, StackRun]) -> None:
+    first = app_runs["dev+first"]
+    kinds = sorted(
+        r["inputs"]["kind"]
+        for r in first.resources
+        if r["type"].startswith("kubernetes:") and "kind" in r["inputs"]
+    )
+    assert kinds == sorted([
+        "Namespace", "ServiceAccount", "Secret", "Service", "Service",
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy",
+    ]), "no Deployment and no Job: nothing can hang waiting for a missing image"  # fmt: skip
+    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        resource = next(r for r in first.resources if r["inputs"].get("kind") == kind)
+        assert not any("Deployment" in d for d in resource["dependencies"]), kind
+    assert first.output("modelVersion") is None and first.output("image") is None
+
+
+def test_the_pipeline_names_the_version_and_the_registry_names_its_image(
+    app_runs: dict[str, StackRun],
+) -> None:
+    release = app_runs["dev+release"]
+    (deployment,) = release.kind("Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == image_of("dev", "v2"), "v2's own recorded image"
+    (job,) = release.kind("Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == container["image"]
+    assert (release.output("modelVersion"), release.output("releaseSource")) == ("v2", "config")
+
+
+def test_an_unknown_release_stops_the_program_naming_it(
+    tmp_path: Path, run_program: Any, platform_runs: dict[str, StackRun]
+) -> None:
+    document = yaml.safe_load(stack_file("application", "dev").read_text())
+    document["config"]["approvals:release"] = {"modelVersion": "v404"}
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text(yaml.safe_dump(document))
+    outputs = platform_runs["dev"].outputs
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps({
+        "stacks": {"organization/approvals-platform/dev": {
+            "outputs": {k: v["value"] for k, v in outputs.items()},
+            "secret": [k for k, v in outputs.items() if v["secret"]],
+        }},
+        "objects": {outputs["bucketName"]["value"]: {}},
+    }))  # fmt: skip
+    result = run_program("application", stack, tmp_path / "out.json", world)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "'v404' is not in the dev registry" in result.stderr
+    assert not (tmp_path / "out.json").exists(), "nothing was declared"
+
+
+def test_the_deploy_role_can_run_the_application_stack_and_nothing_more(
+    platform_runs: dict[str, StackRun],
+) -> None:
+    run = platform_runs["staging+github"]
+    state = _stack_file("staging")["approvals:state"]
+    policy = _policy(
+        next(p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if "-deploy-" in p["name"])
+    )
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    forbidden = [
+        a
+        for a in actions
+        if a.split(":")[0] in {"iam", "ec2", "elasticache", "eks"} and a != "eks:DescribeCluster"
+    ]
+    assert forbidden == [], f"no platform changes: {forbidden}"
+    assert not any(a.endswith("*") for a in actions), "no wildcard actions"
+    bucket = f"arn:aws:s3:::{state['bucket']}"
+    writes = next(s for s in policy["Statement"] if "s3:DeleteObject" in s["Action"])
+    assert writes["Resource"] == [
+        f"{bucket}/.pulumi/stacks/approvals-application/staging.json*",
+        f"{bucket}/.pulumi/history/approvals-application/staging/*",
+        f"{bucket}/.pulumi/backups/approvals-application/staging/*",
+        f"{bucket}/.pulumi/locks/organization/approvals-application/staging/*",
+    ], "its own stack's state, history, backups and locks"
+    reads = next(s for s in policy["Statement"] if s["Action"] == ["s3:GetObject"])
+    assert f"{bucket}/.pulumi/stacks/approvals-platform/staging.json*" in reads["Resource"], (
+        "the platform's state only to read its outputs"
+    )
+    keys = next(s for s in policy["Statement"] if "kms:Encrypt" in s["Action"])
+    assert keys["Resource"] == [state["keyArn"]], "the state key, for both stacks' secrets"
+
+
+def test_the_in_vpc_runner_reaches_the_private_api_and_nothing_reaches_it(
+    platform_runs: dict[str, StackRun],
+) -> None:
+    run = platform_runs["staging+github"]
+    project = run.one("aws:codebuild/project:Project")["inputs"]
+    assert project["name"] == "approvals-staging-runner", "runs-on: codebuild-<name>-<run>-<try>"
+    private = {s["urn"] for s in run.of_type("aws:ec2/subnet:Subnet") if "-private-" in s["name"]}
+    assert len(project["vpcConfig"]["subnets"]) == len(private), "one ENI subnet per private one"
+    assert project["source"]["auth"]["type"] == "CODECONNECTIONS", "GitHub through the connection"
+    assert project["source"]["location"] == f"https://github.com/{GITHUB_REPO}.git"
+    assert project["environment"]["privilegedMode"] is True, "Docker for the image push"
+    hook = run.one("aws:codebuild/webhook:Webhook")["inputs"]
+    assert hook["filterGroups"] == [
+        {"filters": [{"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}]}
+    ]
+    egress = run.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert [(e["inputs"]["fromPort"], e["inputs"]["toPort"]) for e in egress] == [(443, 443)], (
+        "HTTPS out only"
+    )
+    rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    to_api = [r["inputs"] for r in rules if r["inputs"].get("securityGroupId") == "sg-eks-cluster"]
+    assert [(r["fromPort"], r["toPort"]) for r in to_api] == [(443, 443)], "only the API port"
+    assert all("cidrIpv4" not in r for r in to_api), "from the runner's group, no range"
+    assert run.output("runnerLabel") == "codebuild-approvals-staging-runner"
+    role = _policy(
+        next(p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if "-runner-" in p["name"])
+    )
+    actions = {a for s in role["Statement"] for a in s["Action"]}
+    assert not any(a.startswith(("s3:", "eks:", "iam:", "ecr:", "kms:")) for a in actions), (
+        "the runner's own role grants no deploy rights: jobs use the OIDC deploy role"
+    )

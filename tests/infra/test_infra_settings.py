@@ -9,20 +9,29 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.settings import SettingsError, parse_settings, stack_file_to_raw
+from infra.settings import (
+    ApplicationSettings,
+    PlatformSettings,
+    SettingsError,
+    parse_settings,
+    stack_file_to_raw,
+)
 
 ENVIRONMENTS = Path(__file__).resolve().parents[2] / "environments"
+MODELS = {"platform": PlatformSettings, "application": ApplicationSettings}
+STACKS = ("dev", "staging", "prod")
 
 
-def _raw(stack: str) -> dict[str, Any]:
-    return stack_file_to_raw(yaml.safe_load((ENVIRONMENTS / f"Pulumi.{stack}.yaml").read_text()))
+def _raw(stack: str, project: str = "platform") -> dict[str, Any]:
+    path = ENVIRONMENTS / project / f"Pulumi.{stack}.yaml"
+    return stack_file_to_raw(yaml.safe_load(path.read_text()))
 
 
-def _broken(stack: str, path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    raw = copy.deepcopy(_raw(stack))
+def _broken(stack: str, path: tuple[str, ...], value: Any, project: str) -> dict[str, Any]:
+    raw = copy.deepcopy(_raw(stack, project))
     node = raw
     for key in path[:-1]:
-        node = node[key]
+        node = node.setdefault(key, {})
     if value is _DELETE:
         del node[path[-1]]
     else:
@@ -34,49 +43,78 @@ _DELETE = object()
 
 
 def test_every_stack_file_loads() -> None:
-    files = sorted(ENVIRONMENTS.glob("Pulumi.*.yaml"))
-    assert {f.name for f in files} == {f"Pulumi.{s}.yaml" for s in ("dev", "staging", "prod")}, (
-        "environments/ holds exactly the three stack files"
-    )
-    for file in files:
-        settings = parse_settings(stack_file_to_raw(yaml.safe_load(file.read_text())))
-        assert settings.environment == file.name.split(".")[1], f"{file.name}: environment key"
+    for project, model in MODELS.items():
+        files = sorted((ENVIRONMENTS / project).glob("Pulumi.*.yaml"))
+        assert {f.name for f in files} == {f"Pulumi.{s}.yaml" for s in STACKS}, (
+            f"environments/{project}/ holds exactly the three stack files"
+        )
+        for file in files:
+            settings = parse_settings(stack_file_to_raw(yaml.safe_load(file.read_text())), model)
+            assert settings.environment == file.name.split(".")[1], f"{file}: environment key"
+    assert not list(ENVIRONMENTS.glob("Pulumi.*.yaml")), "no stack file outside a project"
+
+
+def test_every_stack_encrypts_secrets_with_the_state_key() -> None:
+    for project in MODELS:
+        for stack in STACKS:
+            document = yaml.safe_load((ENVIRONMENTS / project / f"Pulumi.{stack}.yaml").read_text())
+            provider = document.get("secretsprovider", "")
+            assert provider.startswith("awskms://alias/approvals-pulumi?region="), (
+                f"{project}/{stack}: secrets encrypted with the bootstrap's KMS key"
+            )
+
+
+def test_application_references_its_own_platform() -> None:
+    for stack in STACKS:
+        app = parse_settings(_raw(stack, "application"), ApplicationSettings)
+        assert app.platform_stack == f"organization/approvals-platform/{stack}", stack
+        assert app.release is None, "no release is pinned in a committed stack file"
 
 
 def test_environments_differ_as_data() -> None:
-    dev, prod = parse_settings(_raw("dev")), parse_settings(_raw("prod"))
+    dev, prod = (parse_settings(_raw(s), PlatformSettings) for s in ("dev", "prod"))
     assert len(prod.network.availability_zones) == 3, "prod spans three zones"
     assert len(dev.network.availability_zones) == 2, "dev spans two zones"
     assert not prod.cluster.endpoint_public_access, "prod API endpoint is private"
     assert prod.feature_store.multi_az and not dev.feature_store.multi_az, (
         "Multi-AZ only beyond dev"
     )
-    assert prod.service.min_replicas >= 2, "prod keeps at least two replicas"
+    service = parse_settings(_raw("prod", "application"), ApplicationSettings).service
+    assert service.min_replicas >= 2, "prod keeps at least two replicas"
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "named"),
+    ("project", "path", "value", "named"),
     [
-        (("cluster", "minSize"), _DELETE, "approvals:cluster.minSize"),
-        (("cluster", "minSize"), "two", "approvals:cluster.minSize"),
-        (("featureStore", "multiAz"), "sometimes", "approvals:featureStore.multiAz"),
-        (("network", "availabilityZones"), ["us-east-1a"], "approvals:network.availabilityZones"),
-        (("service", "imageTag"), "latest", "approvals:service.imageTag"),
-        (("service", "logLevel"), "LOUD", "approvals:service.logLevel"),
-        (("cluster", "publicAccessCidrs"), ["0.0.0.0/0"], "approvals:cluster.publicAccessCidrs"),
-        (("network", "cidrBlock"), "8.8.0.0/16", "approvals:network.cidrBlock"),
-        (("service", "surprise"), 1, "approvals:service.surprise"),
-        (("environment",), "qa", "approvals:environment"),
-        (("region",), _DELETE, "aws:region"),
-        (("featureStore",), _DELETE, "approvals:featureStore"),
-        (("cluster", "adminRoleArns"), _DELETE, "approvals:cluster.adminRoleArns"),
-        (("cluster", "adminRoleArns"), [], "approvals:cluster.adminRoleArns"),
-        (("cluster", "adminRoleArns"), ["approvals-admin"], "approvals:cluster.adminRoleArns"),
+        ("platform", ("cluster", "minSize"), _DELETE, "approvals:cluster.minSize"),
+        ("platform", ("cluster", "minSize"), "two", "approvals:cluster.minSize"),
+        ("platform", ("featureStore", "multiAz"), "sometimes", "approvals:featureStore.multiAz"),
+        ("platform", ("network", "availabilityZones"), ["us-east-1a"],
+         "approvals:network.availabilityZones"),
+        ("platform", ("cluster", "publicAccessCidrs"), ["0.0.0.0/0"],
+         "approvals:cluster.publicAccessCidrs"),
+        ("platform", ("network", "cidrBlock"), "8.8.0.0/16", "approvals:network.cidrBlock"),
+        ("platform", ("environment",), "qa", "approvals:environment"),
+        ("platform", ("region",), _DELETE, "aws:region"),
+        ("platform", ("featureStore",), _DELETE, "approvals:featureStore"),
+        ("platform", ("state", "keyArn"), "alias/approvals-pulumi", "approvals:state.keyArn"),
+        ("platform", ("github", "repository"), "approvals", "approvals:github.repository"),
+        ("platform", ("cluster", "adminRoleArns"), _DELETE, "approvals:cluster.adminRoleArns"),
+        ("platform", ("cluster", "adminRoleArns"), [], "approvals:cluster.adminRoleArns"),
+        ("platform", ("cluster", "adminRoleArns"), ["approvals-admin"],
+         "approvals:cluster.adminRoleArns"),
+        ("application", ("service", "logLevel"), "LOUD", "approvals:service.logLevel"),
+        ("application", ("service", "surprise"), 1, "approvals:service.surprise"),
+        ("application", ("service", "imageTag"), "0.1.0", "approvals:service.imageTag"),
+        ("application", ("release", "modelVersion"), "v 1", "approvals:release.modelVersion"),
+        ("application", ("platformStack",), "dev", "approvals:platformStack"),
     ],
-)
-def test_bad_value_names_the_key(path: tuple[str, ...], value: Any, named: str) -> None:
+)  # fmt: skip
+def test_bad_value_names_the_key(
+    project: str, path: tuple[str, ...], value: Any, named: str
+) -> None:
     with pytest.raises(SettingsError) as caught:
-        parse_settings(_broken("prod", path, value))
+        parse_settings(_broken("prod", path, value, project), MODELS[project])
     assert named in str(caught.value), f"message should name {named}: {caught.value}"
 
 
@@ -85,25 +123,34 @@ def test_bad_value_names_the_key(path: tuple[str, ...], value: Any, named: str) 
     [
         (("featureStore", "numCacheClusters"), 1, "numCacheClusters >= 2"),
         (("cluster", "desiredSize"), 99, "minSize <= desiredSize <= maxSize"),
-        (("service", "pdbMinAvailable"), 3, "pdbMinAvailable must be below minReplicas"),
         (("network", "natGateways"), 4, "natGateways cannot exceed"),
         (
             ("network", "availabilityZones"),
             ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
             "network.availabilityZones: 'eu-west-1a' is not in aws:region",
         ),
+        (("cluster", "endpointPublicAccess"), True, "staging and prod keep the API private"),
     ],
 )
 def test_inconsistent_values_are_refused(path: tuple[str, ...], value: Any, reason: str) -> None:
+    raw = _broken("prod", path, value, "platform")
+    if path == ("cluster", "endpointPublicAccess"):
+        raw["cluster"]["publicAccessCidrs"] = ["198.51.100.0/24"]
     with pytest.raises(SettingsError) as caught:
-        parse_settings(_broken("prod", path, value))
+        parse_settings(raw, PlatformSettings)
     assert reason in str(caught.value), f"message should explain {reason!r}: {caught.value}"
 
 
+def test_pdb_must_let_nodes_drain() -> None:
+    raw = _broken("prod", ("service", "pdbMinAvailable"), 3, "application")
+    with pytest.raises(SettingsError, match="pdbMinAvailable must be below minReplicas"):
+        parse_settings(raw, ApplicationSettings)
+
+
 def test_public_endpoint_needs_a_cidr_list() -> None:
-    raw = _broken("dev", ("cluster", "publicAccessCidrs"), _DELETE)
+    raw = _broken("dev", ("cluster", "publicAccessCidrs"), _DELETE, "platform")
     with pytest.raises(SettingsError, match="publicAccessCidrs") as caught:
-        parse_settings(raw)
+        parse_settings(raw, PlatformSettings)
     assert "approvals:cluster" in str(caught.value), "the message names the cluster key"
 
 
@@ -113,6 +160,6 @@ def test_file_without_config_is_refused() -> None:
 
 
 def test_settings_are_frozen() -> None:
-    settings = parse_settings(_raw("dev"))
+    settings = parse_settings(_raw("dev"), PlatformSettings)
     with pytest.raises(ValueError, match="frozen"):
         settings.cluster.min_size = 5  # type: ignore[misc]

@@ -15,32 +15,45 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ROOT / "infra" / "Pulumi.yaml"
+PROJECTS = {name: ROOT / "infra" / name / "Pulumi.yaml" for name in ("platform", "application")}
 PLUGINS = ("pulumi_aws", "pulumi_kubernetes", "pulumi_random")
 MIN_UV = (0, 4, 26)  # the engine's minimum for the uv toolchain (toolchain/uv.go)
 
 
-def _options() -> dict[str, str]:
-    runtime = yaml.safe_load(PROJECT.read_text())["runtime"]
-    assert runtime["name"] == "python", "a Python program"
-    return runtime["options"]
+def _project(name: str) -> dict[str, Any]:
+    document = yaml.safe_load(PROJECTS[name].read_text())
+    assert document["runtime"]["name"] == "python", "a Python program"
+    return document
 
 
-def _venv() -> Path:
-    return (PROJECT.parent / _options()["virtualenv"]).resolve()
+def _venv(name: str = "platform") -> Path:
+    return (PROJECTS[name].parent / _project(name)["runtime"]["options"]["virtualenv"]).resolve()
 
 
-def test_the_project_uses_the_venv_make_install_builds() -> None:
-    options = _options()
-    assert options["toolchain"] == "uv", (
-        "the venv is built by uv, so the engine uses uv's toolchain"
-    )
-    assert _venv() == ROOT / ".venv", "the venv `make install` syncs from uv.lock"
-    assert (_venv() / "pyvenv.cfg").is_file(), "it is a virtual environment"
+@pytest.mark.parametrize("name", sorted(PROJECTS))
+def test_each_project_uses_the_venv_make_install_builds(name: str) -> None:
+    document = _project(name)
+    options = document["runtime"]["options"]
+    assert options["toolchain"] == "uv", "uv builds the venv, so the engine uses uv's toolchain"
+    assert _venv(name) == ROOT / ".venv", "the venv `make install` syncs from uv.lock"
+    assert (_venv(name) / "pyvenv.cfg").is_file(), "it is a virtual environment"
+    assert document["name"] == f"approvals-{name}", "the deploy role's state paths use it"
+    config = (PROJECTS[name].parent / document["stackConfigDir"]).resolve()
+    assert config == ROOT / "environments" / name, "stack files live under environments/"
+    assert (PROJECTS[name].parent / "__main__.py").is_file(), "the program is beside it"
+
+
+def test_the_policy_pack_runs_in_the_same_venv() -> None:
+    pack = ROOT / "infra" / "policy" / "PulumiPolicy.yaml"
+    options = yaml.safe_load(pack.read_text())["runtime"]["options"]
+    assert options["toolchain"] == "uv"
+    assert (pack.parent / options["virtualenv"]).resolve() == ROOT / ".venv"
 
 
 def test_uv_is_where_make_puts_it_and_new_enough() -> None:

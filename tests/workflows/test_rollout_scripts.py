@@ -143,5 +143,5 @@ def test_the_alias_moves_last_and_only_after_a_healthy_rollout(workflows) -> Non
     move = steps[at["move-alias.sh"]]
     assert "if" not in move, "runs only when every step before it succeeded"
     assert move is steps[-1], "nothing can fail after the alias moved"
-    restore = next(s for s in steps if "PREVIOUS_TAG" in s.get("run", ""))
+    restore = next(s for s in steps if "PREVIOUS_VERSION" in s.get("run", ""))
     assert "failure()" in restore["if"] and "steps.smoke" in restore["if"], "restore on failure"

@@ -125,3 +125,74 @@ def test_the_image_is_built_from_the_store_the_bento_was_built_in(workflows) -> 
     )
     version = steps[image]["env"]["MODEL_VERSION"]
     assert version == "${{ steps.version.outputs.version }}", "tag = the model version"
+
+
+def _runner_for(environment: str) -> str:
+    from infra.components.runner import runner_label
+
+    return runner_label(f"approvals-{environment}-runner")
+
+
+def test_jobs_that_reach_a_cluster_run_inside_its_vpc(workflows) -> None:
+    cluster_scripts = ("pulumi-up.sh", "smoke.sh", "stack.sh application")
+    label = (
+        "codebuild-approvals-${{ inputs.environment }}-runner"
+        "-${{ github.run_id }}-${{ github.run_attempt }}"
+    )
+    for name, doc in workflows.items():
+        for job_id, job in doc["jobs"].items():
+            runs = " ".join(step.get("run", "") for step in job.get("steps", []))
+            if any(script in runs for script in cluster_scripts):
+                assert job["runs-on"] == label, f"{name}:{job_id} must run on the in-VPC runner"
+    for env in ("dev", "staging", "prod"):
+        assert label.replace("${{ inputs.environment }}", env).startswith(_runner_for(env)), (
+            "the label names the CodeBuild project the platform creates"
+        )
+
+
+def test_the_platform_changes_only_by_an_approved_manual_run(workflows) -> None:
+    platform = workflows["platform.yml"]
+    assert set(platform["on"]) == {"workflow_dispatch"}, "never on push"
+    for job_id, job in platform["jobs"].items():
+        assert job["environment"]["name"] == "platform-${{ inputs.environment }}", (
+            f"{job_id}: behind the platform environment's reviewers"
+        )
+    first, then = platform["jobs"]["platform"], platform["jobs"]["application"]
+    assert first["runs-on"] == "ubuntu-latest", "AWS APIs only: reachable from GitHub"
+    assert then["needs"] == "platform" and "up" in then["if"], "the application after an up"
+    assert then["concurrency"]["group"] == "deploy-${{ inputs.environment }}", (
+        "never at the same time as a rollout of that environment"
+    )
+    deploy_roles = [
+        s["with"]["role-to-assume"] for doc in workflows.values() for s in _steps(doc)
+        if OIDC_ACTION in s.get("uses", "")
+    ]  # fmt: skip
+    admin = [r for r in deploy_roles if "PLATFORM" in r]
+    assert admin and all(
+        s["with"]["role-to-assume"] != "${{ vars.AWS_PLATFORM_ROLE_ARN }}"
+        for s in workflows["deploy.yml"]["jobs"]["deploy"]["steps"]
+        if OIDC_ACTION in s.get("uses", "")
+    ), "releases never use the administrator role"
+
+
+def test_rollouts_run_the_application_stack_only() -> None:
+    scripts = {p.name: p.read_text() for p in (GITHUB / "scripts").glob("*.sh")}
+    assert "--cwd infra/application" in scripts["pulumi-up.sh"], "the release rolls the app"
+    assert "--cwd infra/application" in scripts["stack-env.sh"], "and reads its outputs"
+    assert "infra/platform" not in scripts["pulumi-up.sh"] + scripts["stack-env.sh"]
+
+
+def test_kubectl_matches_the_clusters_minor_version(workflows) -> None:
+    import yaml
+
+    from tests.workflows.conftest import ROOT
+
+    step = next(
+        s for s in workflows["deploy.yml"]["jobs"]["deploy"]["steps"]
+        if "ensure-kubectl.sh" in s.get("run", "")
+    )  # fmt: skip
+    minor = ".".join(step["env"]["KUBECTL_VERSION"].lstrip("v").split(".")[:2])
+    for stack in ("dev", "staging", "prod"):
+        path = ROOT / "environments" / "platform" / f"Pulumi.{stack}.yaml"
+        cluster = yaml.safe_load(path.read_text())["config"]["approvals:cluster"]
+        assert cluster["kubernetesVersion"] == minor, f"{stack}: kubectl within one minor"

@@ -22,6 +22,9 @@ from approvals.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from approvals.features.materialize import MaterializeResult
+    from approvals.features.redis_settings import RedisSettings
+
 app = typer.Typer(
     name="approvals",
     help="Calibrated card authorization approval: simulate, train, evaluate, decide, serve.",
@@ -275,36 +278,69 @@ app.add_typer(registry_app, name="registry")
 
 @app.command()
 def materialize(
-    data: Annotated[Path, typer.Option(help="labelled attempts (Parquet or CSV)")],
     redis_url: Annotated[
         str, typer.Option(help="redis:// or rediss:// (TLS); AUTH token from env only")
     ],
+    data: Annotated[
+        Path | None, typer.Option(help="labelled attempts (Parquet or CSV); or --model")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="model package whose feature state to load; or --data")
+    ] = None,
     ttl_days: Annotated[int, typer.Option(min=1, max=365, help="lifetime of the keys")] = 8,
     prefix: Annotated[str, typer.Option(help="key prefix shared with the service")] = "approvals",
     allow_older: Annotated[
         bool, typer.Option(help="replace a live version whose data ends later (rollback)")
     ] = False,
 ) -> None:
-    """Load the feature state of DATA into Redis as a new version, then switch readers to it.
+    """Load the feature state of DATA (or of the MODEL package) into Redis as a new version,
+    then switch readers to it.
 
     The AUTH token comes from APPROVALS_REDIS_PASSWORD, never from a flag.
     """
-    from datetime import timedelta
-
     from redis.exceptions import RedisError
 
-    from approvals.features.materialize import materialize_file
     from approvals.features.redis_settings import RedisSettings
 
+    if (data is None) == (model is None):
+        raise UserError("give exactly one of --data and --model")
     settings = RedisSettings(url=redis_url, prefix=prefix)
     step = _progress()
     try:
-        done = materialize_file(
-            data, settings, ttl=timedelta(days=ttl_days), progress=step, allow_older=allow_older
-        )
+        done = _materialize(data, model, settings, ttl_days, allow_older, step)
     except RedisError as exc:
         raise UserError(f"Redis at {settings.url}: {type(exc).__name__}: {exc}") from exc
     typer.echo(
         f"materialized {done.keys:,} keys ({done.records:,} records) as {prefix}:{done.version} "
         f"in {done.seconds:.1f}s; state ends {done.end.isoformat()}; previous: {done.previous}"
     )
+
+
+def _materialize(
+    data: Path | None,
+    model: Path | None,
+    settings: RedisSettings,
+    ttl_days: int,
+    allow_older: bool,
+    step: Callable[[str], None],
+) -> MaterializeResult:
+    """``materialize`` of the attempts file ``data``, or of the package ``model``'s state."""
+    from datetime import timedelta
+
+    from approvals.features.materialize import materialize, materialize_file
+    from approvals.features.versions import check_reachable
+    from approvals.model.package import ModelPackage
+
+    ttl = timedelta(days=ttl_days)
+    if data is not None:
+        return materialize_file(data, settings, ttl=ttl, progress=step, allow_older=allow_older)
+    assert model is not None
+    check_reachable(settings)  # before reading the state, as for --data
+    package = ModelPackage.load(model)
+    if not (model / "state").is_dir():
+        raise UserError(
+            f"--model {model} has no feature state (state/); a registered model's packed "
+            "state loads with python -m approvals.features.preload"
+        )
+    step(f"feature state of model {package.model_version} up to {package.spec.state_end}")
+    return materialize(package.state(), settings, ttl=ttl, progress=step, allow_older=allow_older)

@@ -1,21 +1,17 @@
-"""Load the feature state into Redis for the online reader, atomically.
+"""Load a feature state into Redis for the online reader, atomically.
 
 The state (:func:`approvals.features.state.build_state`, the offline SQL's compacted history)
-becomes one packed value per family key (layout in :mod:`approvals.features.tiles`). Every key of a
-new version is written with a TTL, in pipelined chunks; the meta hash goes last; then the
-pointer ``{prefix}:current`` is switched with one SET and the previous version is left to
-expire shortly after. A failure before the switch leaves the previous pointer and keys as they
-were, so readers never see a half-written version.
+becomes one packed value per family key (layout in :mod:`approvals.features.tiles`):
+:func:`pack_state`. :func:`approvals.features.versions.write_version` writes them as a new
+version and switches readers to it; a model's pre-packed online state
+(:mod:`approvals.features.packed`) holds the same values and goes through the same writer.
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,51 +20,46 @@ import numpy as np
 from approvals.errors import UserError
 from approvals.features.definitions import FAMILIES, Family
 from approvals.features.tiles import (
-    LAYOUT,
     NO_TIME,
     RECORD,
     SEP,
     TILES,
     US,
     code_field,
-    definitions_hash,
+    epoch_us,
     key_text,
     pack,
     tile_spans,
 )
+from approvals.features.versions import (
+    DEFAULT_TTL,
+    OLD_VERSION_TTL_S,
+    WRITE_TIMEOUT_S,
+    FamilyBatch,
+    MaterializeResult,
+    Progress,
+    VersionContent,
+    check_reachable,
+    version_fields,
+    write_version,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
-    import redis
 
     from approvals.features.redis_settings import RedisSettings
     from approvals.features.state import FeatureState
 
-DEFAULT_TTL = timedelta(days=8)
-OLD_VERSION_TTL_S = 120  # readers of the previous version get this long to finish
-WRITE_TIMEOUT_S = 30.0
-Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class MaterializeResult:
-    """What a materialization wrote.
-
-    Attributes:
-        version: the new live version.
-        previous: the version it replaced (None on the first run).
-        end: last outcome in the state (naive UTC); the reader is exact after it.
-        keys: family keys written.
-        records: records written (a head per key and its recent tiles).
-        seconds: wall time of the whole run.
-    """
-
-    version: str
-    previous: str | None
-    end: datetime
-    keys: int
-    records: int
-    seconds: float
+__all__ = [
+    "DEFAULT_TTL",
+    "OLD_VERSION_TTL_S",
+    "FamilyValues",
+    "MaterializeResult",
+    "family_values",
+    "materialize",
+    "materialize_file",
+    "pack_state",
+]
 
 
 def _key_column(table: pd.DataFrame, family: Family) -> pd.Series:
@@ -143,17 +134,29 @@ def family_values(table: pd.DataFrame, family: Family, end_us: int) -> FamilyVal
     return FamilyValues(list(keys), pack(heads, tiles, owner), counts)
 
 
-def _client(settings: RedisSettings, timeout_s: float) -> redis.Redis:
-    import redis
+def pack_state(state: FeatureState) -> VersionContent:
+    """The version ``state`` becomes: its meta fields, and each family's values as they are
+    needed (a family is packed when the writer reaches it).
 
-    options = {**settings.client_options(), "socket_timeout": timeout_s}
-    options["socket_connect_timeout"] = max(timeout_s / 3, settings.connect_timeout_ms / 1000)
-    return redis.Redis.from_url(settings.url, **options)
+    Raises:
+        UserError: the state holds no outcome.
+    """
+    if state.end is None:
+        raise UserError("no labelled attempts: nothing to materialize")
+    rows = {name: len(table) for name, table in state.tables.items()}
+    return VersionContent(state.end, version_fields(state.end, rows), _batches(state))
 
 
-def new_version() -> str:
-    """A unique, sortable version name (UTC time plus a random suffix)."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+def _batches(state: FeatureState) -> Iterator[FamilyBatch]:
+    assert state.end is not None
+    end_us = epoch_us(state.end)
+    for family in FAMILIES:
+        table = state.tables.get(family.name)
+        if table is None or table.empty:
+            continue
+        stored = family_values(table, family, end_us)
+        records = len(stored.keys) + int(stored.tiles.sum())
+        yield FamilyBatch(family.name, stored.keys, stored.values, len(table), records)
 
 
 def materialize(
@@ -181,114 +184,10 @@ def materialize(
         UserError: the state is empty, or older than the live one without ``allow_older``.
         redis.RedisError: Redis failed; the previous version stays live.
     """
-    if state.end is None:
-        raise UserError("no labelled attempts: nothing to materialize")
-    started, say = time.monotonic(), progress or (lambda _msg: None)
-    client, version = _client(settings, timeout_s), new_version()
-    base, ttl_s = f"{settings.prefix}:{version}:", int(ttl.total_seconds())
-    try:
-        if not allow_older:
-            _refuse_older(client, settings.prefix, state.end)
-        try:
-            keys, records = _write_families(client, state, base, ttl_s, chunk_size, say)
-            _write_meta(client, state, base, ttl_s, keys)
-        except BaseException:
-            _discard(client, base)
-            raise
-        old = _switch(client, settings.prefix, version, ttl_s)
-    finally:
-        client.close()
-    say(f"switched {settings.prefix}:current to {version} (previous: {old})")
-    elapsed = time.monotonic() - started
-    return MaterializeResult(version, old, state.end, keys, records, elapsed)
-
-
-def _refuse_older(client: redis.Redis, prefix: str, end: datetime) -> None:
-    """Stop a stale job from replacing newer live features (a rollback must say so)."""
-    live = client.get(f"{prefix}:current")
-    if not isinstance(live, bytes):
-        return
-    live_end = client.hget(f"{prefix}:{live.decode()}:meta", "end_us")
-    if isinstance(live_end, bytes) and int(live_end) > _end_us(end):
-        raise UserError(
-            f"state ends {end.isoformat()}, before the live version {live.decode()}; "
-            "pass allow_older (--allow-older) to roll back on purpose"
-        )
-
-
-def _switch(client: redis.Redis, prefix: str, version: str, ttl_s: int) -> str | None:
-    """Point readers at ``version`` (one SET) and let the previous version expire soon."""
-    previous = client.set(f"{prefix}:current", version, ex=ttl_s, get=True)
-    old = previous.decode() if isinstance(previous, bytes) else None
-    if old and old != version:
-        _expire_version(client, f"{prefix}:{old}:", OLD_VERSION_TTL_S)
-    return old
-
-
-def _write_families(
-    client: redis.Redis, state: FeatureState, base: str, ttl_s: int, chunk: int, say: Progress
-) -> tuple[int, int]:
-    assert state.end is not None
-    end_us = _end_us(state.end)
-    keys = records = 0
-    pipe = client.pipeline(transaction=False)
-    for family in FAMILIES:
-        table = state.tables.get(family.name)
-        if table is None or table.empty:
-            continue
-        stored = family_values(table, family, end_us)
-        for key, value in zip(stored.keys, stored.values, strict=True):
-            pipe.set(base + key, value, ex=ttl_s)
-            keys += 1
-            if keys % chunk == 0:
-                pipe.execute()
-        records += len(stored.keys) + int(stored.tiles.sum())
-        say(f"family {family.name}: {len(stored.keys):,} keys from {len(table):,} state rows")
-    pipe.execute()
-    return keys, records
-
-
-def _end_us(end: datetime) -> int:
-    aware = end if end.tzinfo is not None else end.replace(tzinfo=UTC)
-    return int((aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
-
-
-def _write_meta(client: redis.Redis, state: FeatureState, base: str, ttl_s: int, keys: int) -> None:
-    assert state.end is not None
-    meta = {
-        "defs": definitions_hash(),
-        "layout": str(LAYOUT),
-        "end": state.end.isoformat(),
-        "end_us": str(_end_us(state.end)),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "keys": str(keys),
-        **{f"rows_{name}": str(len(table)) for name, table in state.tables.items()},
-    }
-    client.hset(base + "meta", mapping=meta)  # type: ignore[arg-type]
-    client.expire(base + "meta", ttl_s)
-
-
-def _expire_version(client: redis.Redis, base: str, seconds: int) -> int:
-    pipe, count = client.pipeline(transaction=False), 0
-    for key in client.scan_iter(match=_glob_escape(base) + "*", count=1000):
-        pipe.expire(key, seconds)
-        count += 1
-        if count % 1000 == 0:
-            pipe.execute()
-    pipe.execute()
-    return count
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
-def _discard(client: redis.Redis, base: str) -> None:
-    """Best effort: let a half-written version go quickly (its TTL removes it anyway)."""
-    from redis.exceptions import RedisError
-
-    with contextlib.suppress(RedisError, OSError):
-        _expire_version(client, base, 1)
+    return write_version(
+        pack_state(state), settings, ttl=ttl, chunk_size=chunk_size, progress=progress,
+        timeout_s=timeout_s, allow_older=allow_older,
+    )  # fmt: skip
 
 
 def materialize_file(
@@ -304,11 +203,7 @@ def materialize_file(
     from approvals.features.state import build_state
 
     say = progress or (lambda _msg: None)
-    client = _client(settings, WRITE_TIMEOUT_S)
-    try:
-        client.ping()  # fail before the expensive part when Redis is unreachable
-    finally:
-        client.close()
+    check_reachable(settings)  # fail before the expensive part when Redis is unreachable
     frame = read_attempts(path, labels=True)
     say(f"building feature state from {len(frame):,} attempts")
     state = build_state(frame)

@@ -15,6 +15,10 @@ When Redis is slow, down or empty the reader answers zeros with ``degraded=True`
 failing (a broken pooled connection, e.g. after a failover, is retried once at once; a timeout
 never is); a circuit breaker stops hammering a Redis that keeps failing and closes again by
 itself once a probe succeeds.
+
+Whether the live version holds a model's features at all
+(:meth:`OnlineFeatureStore.afeatures_status`, the service's readiness when it requires
+features) is one more small script call, made at most about once a second.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import logging
 import operator
 import struct
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +38,13 @@ import numpy as np
 
 from approvals.features.breaker import CircuitBreaker, OnlineStats
 from approvals.features.definitions import FAMILIES
+from approvals.features.live import (
+    LIVE_SCRIPT,
+    FeaturesStatus,
+    Readiness,
+    features_status,
+    parse_live,
+)
 from approvals.features.tiles import (
     Plan,
     Value,
@@ -53,7 +65,7 @@ if TYPE_CHECKING:
 
     from approvals.features.redis_settings import RedisSettings
 
-__all__ = ["READ_SCRIPT", "OnlineCounts", "OnlineFeatureStore", "OnlineRow"]
+__all__ = ["READ_SCRIPT", "FeaturesStatus", "OnlineCounts", "OnlineFeatureStore", "OnlineRow"]
 
 log = logging.getLogger("approvals.online")
 
@@ -256,6 +268,9 @@ class OnlineFeatureStore:
         self._held = _Held(settings.cache_keys, settings.prefix, self._defs)
         self._sync: redis.Redis | None = None
         self._async: redis.asyncio.Redis | None = None
+        self._clock = clock or time.monotonic
+        self._status_lock = asyncio.Lock()
+        self._status: tuple[float, int | None, FeaturesStatus] | None = None  # (read at, for, what)
 
     def __repr__(self) -> str:
         return f"OnlineFeatureStore(settings={self.settings!r}, breaker={self.breaker.state})"
@@ -344,6 +359,38 @@ class OnlineFeatureStore:
             return self._default_row(fetched)
         return self._answer_row(p, *fetched)
 
+    async def afeatures_status(
+        self, model_end_us: int | None, max_age_s: float = 1.0
+    ) -> FeaturesStatus:
+        """Whether the live version holds the features of a model whose state ends at
+        ``model_end_us`` (epoch microseconds; None: any version of these definitions does).
+
+        One script call bounded like a read (``timeout_ms`` plus ``connect_timeout_ms``); its
+        answer is kept ``max_age_s``, and callers arriving meanwhile wait for it, so a storm of
+        probes costs one Redis read. A Redis that fails answers ``unreachable``, which the
+        breaker does not count (it judges requests, not probes).
+        """
+        async with self._status_lock:
+            kept = self._status
+            if kept is not None and kept[1] == model_end_us and self._clock() - kept[0] < max_age_s:
+                return kept[2]
+            status = await self._read_status(model_end_us)
+            self._status = (self._clock(), model_end_us, status)
+            return status
+
+    async def _read_status(self, model_end_us: int | None) -> FeaturesStatus:
+        from redis.exceptions import RedisError
+
+        self._async_client()
+        budget_s = (self.settings.timeout_ms + self.settings.connect_timeout_ms) / 1000
+        try:
+            async with asyncio.timeout(budget_s):
+                reply = await self._async_live(keys=[self._pointer], args=[self.settings.prefix])
+            live = parse_live(reply)
+        except (RedisError, OSError, ValueError):  # OSError includes TimeoutError
+            return FeaturesStatus(Readiness.UNREACHABLE, None, model_end_us)
+        return features_status(live, model_end_us)
+
     def close(self) -> None:
         """Close the synchronous connection pool."""
         if self._sync is not None:
@@ -390,6 +437,11 @@ class OnlineFeatureStore:
         return self._sync_reader
 
     def _async_script(self) -> Any:
+        self._async_client()
+        return self._async_reader
+
+    def _async_client(self) -> None:
+        """The asyncio client and its scripts, made on first use."""
         if self._async is None:
             import redis.asyncio
             from redis.asyncio.retry import Retry
@@ -400,7 +452,7 @@ class OnlineFeatureStore:
             retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
             self._async = redis.asyncio.Redis.from_url(self.settings.url, retry=retry, **options)
             self._async_reader = self._async.register_script(READ_SCRIPT)
-        return self._async_reader
+            self._async_live = self._async.register_script(LIVE_SCRIPT)
 
     def _answer(self, p: Plan, reply: list[Any], request: _Request) -> OnlineCounts:
         if refusal := self._refusal(reply):

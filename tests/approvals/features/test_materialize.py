@@ -1,10 +1,13 @@
-"""Materialization into a real redis-server: TTLs, atomic switch, failures, the CLI."""
+"""Materialization into a real redis-server: TTLs, atomic switch, failures, the CLI (from an
+attempts file or a model package's state)."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +23,7 @@ from approvals.features.online import OnlineFeatureStore
 from approvals.features.redis_settings import RedisSettings
 from approvals.features.state import FeatureState, build_state
 from approvals.features.tiles import definitions_hash, epoch_us, tile_spans
+from approvals.model.package import ModelPackage
 from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
 from tests.approvals.features.test_online import differing, records
@@ -210,3 +214,42 @@ def test_cli_rejects_bad_input_with_exit_2(
         main(["materialize", "--data", str(path), "--redis-url", url or redis_url])
     assert done.value.code == 2, "bad input must exit with code 2"
     assert named in capsys.readouterr().err, f"the error should name {named}"
+
+
+def test_cli_materializes_the_state_of_a_model_package(
+    redis_url: str, package_dir: Path, package: ModelPackage
+) -> None:
+    # when the CLI is given the package instead of an attempts file
+    main(["materialize", "--model", str(package_dir), "--redis-url", redis_url, "--prefix", "pkg"])
+    # then the live version holds the package's state, up to its end
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    version = client.get("pkg:current")
+    meta = client.hgetall(f"pkg:{version}:meta")
+    assert package.spec.state_end is not None
+    expected = epoch_us(datetime.fromisoformat(package.spec.state_end))
+    assert int(meta["end_us"]) == expected, "the package's state end"
+    assert int(meta["rows_card"]) == len(package.state().tables["card"]), "the package's state"
+
+
+@pytest.mark.parametrize("given", [(), ("data", "model"), ("stateless",)])
+def test_cli_needs_exactly_one_of_data_and_a_model_with_state(
+    redis_url: str,
+    package_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    given: tuple[str, ...],
+) -> None:
+    path = tmp_path / "attempts.csv"
+    random_attempts(50, seed=4).to_csv(path, index=False)
+    stateless = tmp_path / "registered"  # a package as the model store holds it: no state/
+    shutil.copytree(package_dir, stateless, ignore=shutil.ignore_patterns("state"))
+    options = {"data": ["--data", str(path)], "model": ["--model", str(package_dir)],
+               "stateless": ["--model", str(stateless)]}  # fmt: skip
+    args = [a for name in given for a in options[name]]
+    with pytest.raises(SystemExit) as done:
+        main(["materialize", *args, "--redis-url", redis_url, "--prefix", "neither"])
+    assert done.value.code == 2, "a wrong choice of input must exit with code 2"
+    err = capsys.readouterr().err
+    named = ("state/",) if given == ("stateless",) else ("--data", "--model")
+    assert all(n in err for n in named), f"the error should name {named}: {err}"
+    assert redis.Redis.from_url(redis_url).get("neither:current") is None, "nothing written"

@@ -1,28 +1,39 @@
-"""approvals on AWS: read the stack's settings once, compose the components, export outputs."""
+"""The approvals platform of one environment: everything AWS, stood up by an administrator.
+
+Network, EKS (cluster admins from the stack file), ElastiCache, the artifact bucket, ECR, the
+service's IRSA role and, when a GitHub repository is configured, the release pipeline's deploy
+role and its in-VPC runner. No Kubernetes object is created here: the application stack
+(infra/application) owns those and reads this stack's outputs through a StackReference.
+"""
 
 import sys
 from pathlib import Path
 
-# Pulumi runs this file from infra/; make the `infra` package importable by its full name.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Pulumi runs this file from infra/platform; make the `infra` package importable by its name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.artifact_store import ArtifactStore, ArtifactStoreArgs
+from infra.components.artifact_store import (
+    ArtifactStore,
+    ArtifactStoreArgs,
+    artifact_bucket_name,
+)
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.deploy_identity import DeployIdentity, DeployIdentityArgs
 from infra.components.feature_store import FeatureStore, FeatureStoreArgs
 from infra.components.image_registry import ImageRegistry, ImageRegistryArgs
-from infra.components.inference_service import InferenceService, InferenceServiceArgs
-from infra.components.manifests import ServiceSpec
 from infra.components.network import Network, NetworkArgs
-from infra.settings import load_settings
+from infra.components.runner import Runner, RunnerArgs
+from infra.components.service_identity import ServiceIdentity, ServiceIdentityArgs
+from infra.settings import PlatformSettings, load_settings
 
-s = load_settings()
+s = load_settings(PlatformSettings)
 env = s.environment
 aws_provider = aws.Provider("aws", region=s.region, default_tags={"tags": s.tags})
 opts = pulumi.ResourceOptions(providers=[aws_provider])
+account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider)).account_id
 
 network = Network(f"approvals-{env}", NetworkArgs(**s.network.model_dump()), opts)
 cluster = Cluster(
@@ -48,7 +59,10 @@ feature_store = FeatureStore(
 )
 store = ArtifactStore(
     f"approvals-{env}-artifacts",
-    ArtifactStoreArgs(bucket_prefix=f"approvals-{env}-artifacts-", **s.artifact_store.model_dump()),
+    ArtifactStoreArgs(
+        bucket_name=artifact_bucket_name(env, account, s.region),
+        **s.artifact_store.model_dump(),
+    ),
     opts,
 )
 registry = ImageRegistry(
@@ -56,55 +70,65 @@ registry = ImageRegistry(
     ImageRegistryArgs(repository_name=f"approvals/{env}/service", **s.image_registry.model_dump()),
     opts,
 )
-spec = ServiceSpec(
-    name="approvals",
-    environment=env,
-    region=s.region,
-    image=registry.repository_url.apply(lambda url: f"{url}:{s.service.image_tag}"),
-    model_uri=store.bucket_name.apply(lambda b: f"s3://{b}/models/{s.service.model_version}/"),
-    **s.service.model_dump(exclude={"image_tag"}),
-)
-service = InferenceService(
+service = ServiceIdentity(
     f"approvals-{env}-service",
-    InferenceServiceArgs(
-        spec=spec,
+    ServiceIdentityArgs(
+        namespace=s.namespace,
+        region=s.region,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
         bucket_arn=store.bucket_arn,
         artifact_key_arn=store.key_arn,
-        redis_url=feature_store.url,
-        redis_password=feature_store.auth_token,
         redis_secret_arn=feature_store.secret_arn,
         redis_key_arn=feature_store.key_arn,
     ),
-    pulumi.ResourceOptions(providers=[aws_provider, cluster.provider]),
+    opts,
 )
-if s.github_repository:
+if s.github is not None:
     deploy = DeployIdentity(
         f"approvals-{env}-deploy",
         DeployIdentityArgs(
-            repository=s.github_repository,
+            repository=s.github.repository,
             environment=env,
-            existing_provider_arn=s.github_oidc_provider_arn,
+            existing_provider_arn=s.github.oidc_provider_arn,
             ecr_repository_arn=registry.repository_arn,
             cluster_name=cluster.cluster_name,
             cluster_arn=cluster.cluster_arn,
             bucket_arn=store.bucket_arn,
             artifact_key_arn=store.key_arn,
-            namespace=s.service.namespace,
+            namespace=s.namespace,
+            state_bucket=s.state.bucket,
+            state_key_arn=s.state.key_arn,
+        ),
+        opts,
+    )
+    runner = Runner(
+        f"approvals-{env}-runner",
+        RunnerArgs(
+            project_name=f"approvals-{env}-runner",
+            repository=s.github.repository,
+            connection_arn=s.github.connection_arn,
+            compute_type=s.github.runner_compute_type,
+            region=s.region,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            cluster_security_group_id=cluster.node_security_group_id,
+            log_retention_days=s.cluster.log_retention_days,
         ),
         opts,
     )
     pulumi.export("deployRoleArn", deploy.role_arn)
+    pulumi.export("runnerLabel", runner.label)
 
 pulumi.export("environment", env)
+pulumi.export("region", s.region)
+pulumi.export("namespace", s.namespace)
 pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("bucketName", store.bucket_name)
-pulumi.export("modelUri", spec.model_uri)
 pulumi.export("ecrRepositoryUrl", registry.repository_url)
-pulumi.export("image", spec.image)
 pulumi.export("redisEndpoint", feature_store.endpoint)
+pulumi.export("redisUrl", feature_store.url)
+pulumi.export("redisAuthToken", feature_store.auth_token)
 pulumi.export("redisSecretArn", feature_store.secret_arn)
 pulumi.export("serviceRoleArn", service.role_arn)
-pulumi.export("serviceHosts", service.hosts)
