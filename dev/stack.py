@@ -74,7 +74,9 @@ class Service:
                 pass
             time.sleep(0.25)
         self.stop(sig=signal.SIGKILL)
-        raise StackError(f"bentoml serve: no 200 on {probe} within {timeout:.0f}s{self._tail()}")
+        raise StackError(
+            f"bentoml serve not ready within {timeout:.0f}s (no 200 on {probe}){self._tail()}"
+        )
 
     def _tail(self) -> str:
         return f"; last lines of {self.log}:\n{tail(self.log)}" if self.log else ""

@@ -12,6 +12,8 @@ from typing import Any
 
 import pulumi
 
+from infra.components.feature_store import REDIS_PORT
+
 HTTP_PORT = 3000
 GRPC_PORT = 50051
 # The bento image's own user (BentoML's Dockerfile template creates uid/gid 1034).
@@ -324,15 +326,17 @@ def disruption_budget(spec: ServiceSpec) -> Object:
     }
 
 
+_DNS_AND_REDIS: tuple[Object, ...] = (
+    {"protocol": "UDP", "port": 53},
+    {"protocol": "TCP", "port": 53},
+    {"protocol": "TCP", "port": REDIS_PORT},
+)
+
+
 def network_policy(spec: ServiceSpec) -> Object:
     """Admit only the served ports; let out only DNS, Redis and HTTPS (S3, STS)."""
     ingress_ports = [{"protocol": "TCP", "port": port} for port in (HTTP_PORT, GRPC_PORT)]
-    egress_ports = [
-        {"protocol": "UDP", "port": 53},
-        {"protocol": "TCP", "port": 53},
-        {"protocol": "TCP", "port": 6379},
-        {"protocol": "TCP", "port": 443},
-    ]
+    egress_ports = [*_DNS_AND_REDIS, {"protocol": "TCP", "port": 443}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -395,11 +399,7 @@ def feature_job(spec: ServiceSpec) -> Object:
 
 def loader_network_policy(spec: ServiceSpec) -> Object:
     """The loader takes no traffic and talks only to DNS and Redis."""
-    egress_ports = [
-        {"protocol": "UDP", "port": 53},
-        {"protocol": "TCP", "port": 53},
-        {"protocol": "TCP", "port": 6379},
-    ]
+    egress_ports = list(_DNS_AND_REDIS)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -20,7 +20,8 @@ import pulumi_aws as aws
 
 from infra.components.iam_docs import document, service_trust, statement
 
-RUNNER_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
+# Ubuntu, like GitHub's hosted runners: actions/setup-python's builds are made for it.
+RUNNER_IMAGE = "aws/codebuild/standard:7.0"
 HTTPS = 443
 
 

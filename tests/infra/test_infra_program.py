@@ -538,6 +538,9 @@ def test_the_in_vpc_runner_reaches_the_private_api_and_nothing_reaches_it(
     assert project["source"]["auth"]["type"] == "CODECONNECTIONS", "GitHub through the connection"
     assert project["source"]["location"] == f"https://github.com/{GITHUB_REPO}.git"
     assert project["environment"]["privilegedMode"] is True, "Docker for the image push"
+    assert project["environment"]["image"].startswith("aws/codebuild/standard:"), (
+        "Ubuntu, which actions/setup-python's interpreters are built for"
+    )
     hook = run.one("aws:codebuild/webhook:Webhook")["inputs"]
     assert hook["filterGroups"] == [
         {"filters": [{"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}]}
