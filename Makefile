@@ -104,6 +104,10 @@ infra-up: install ## pulumi up a stack with the policy pack: make infra-up PROJE
 quality: install ## the README's model-quality figures: 1M simulated payments, train, evaluate vs the oracle
 	DEMO_DIR=.quality DEMO_PAYMENTS=1000000 DEMO_SEED=7 DEMO_SERVE=0 $(RUN) python -m dev demo
 
+.PHONY: release-dry-run
+release-dry-run: install redis-bin ## release.yml's own steps here: dev, staging, prod on moto, docker/pulumi/kubectl recorded (RELEASE_DRY_RUN_ARGS="--data s3 --keep")
+	$(RUN) python -m dev.release_dry_run $(RELEASE_DRY_RUN_ARGS)
+
 .PHONY: clean
 clean: ## remove generated data, models and reports (keeps .venv)
 	rm -rf $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

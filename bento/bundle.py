@@ -100,7 +100,7 @@ def assemble(model_tag: str, context: Path) -> Path:
     uv = _uv()
     _run([uv, "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
     export = [
-        uv, "export", "--frozen", "--no-dev", "--extra", "serve", "--no-hashes",
+        uv, "export", "--frozen", "--no-default-groups", "--extra", "serve", "--no-hashes",
         "--no-emit-project", "--output-file", str(context / "requirements.txt"),
     ]  # fmt: skip
     _run(export)

@@ -2,9 +2,10 @@
 # Put the training and held-out attempts in work/data/train/attempts and
 # work/data/holdout/attempts (directories of Parquet files holding attempts only).
 # Source: TRAINING_DATA_URI and HOLDOUT_DATA_URI (S3 prefixes; only their *.parquet objects are
-# copied) or, when TRAINING_DATA_URI is empty, the simulator: SIMULATED_PAYMENTS payments
-# (seed 7) for training and a quarter as many (seed 8) held out. The simulator's manifest and
-# truth tables stay in work/sim, out of the training data.
+# copied) or, when TRAINING_DATA_URI is empty, one simulation of SIMULATED_PAYMENTS payments
+# (seed 7) cut in time: the last fifth of its period is held out, so every held-out attempt
+# comes after the model's feature state. The simulator's manifest and truth tables stay in
+# work/sim, out of the training data.
 # Inputs: APPROVALS (the command that runs the CLI).
 set -euo pipefail
 for split in train holdout; do
@@ -23,12 +24,10 @@ if [ -n "${TRAINING_DATA_URI:-}" ]; then
       "$uri" "work/data/$split/attempts"
   done
 else
-  payments="${SIMULATED_PAYMENTS:-200000}"
-  $APPROVALS simulate --payments "$payments" --seed 7 --out work/sim/train
-  $APPROVALS simulate --payments "$((payments / 4))" --seed 8 --out work/sim/holdout
-  for split in train holdout; do
-    mv "work/sim/$split/attempts.parquet" "work/data/$split/attempts/part-0.parquet"
-  done
+  $APPROVALS simulate --payments "${SIMULATED_PAYMENTS:-250000}" --seed 7 --out work/sim
+  uv run --frozen --all-extras python .github/scripts/split-attempts.py work/sim/attempts.parquet \
+    --train work/data/train/attempts/part-0.parquet \
+    --holdout work/data/holdout/attempts/part-0.parquet --holdout-fraction 0.2
 fi
 for split in train holdout; do
   if [ -z "$(find "work/data/$split/attempts" -name '*.parquet' -print -quit)" ]; then

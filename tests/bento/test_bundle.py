@@ -28,7 +28,9 @@ from dev.stack import LocalStack, build_bento
 from tests.approvals.features.test_preload import BLOCKED_WITH_BENTOML, live, run_preload, snapshot
 
 pytestmark = pytest.mark.slow
+# training, infra, tests, and the default dependency groups (checkov) `uv export` must drop
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
+TRAINING_ONLY += ("checkov", "boto3", "pip")
 
 
 @dataclass(frozen=True)

