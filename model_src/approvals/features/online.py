@@ -6,10 +6,11 @@ returns every value of a request concatenated, in one round trip, so a request n
 versions and the whole reply is parsed with one ``numpy.frombuffer``. For any request after the
 materialized state's end the counters equal :func:`approvals.features.offline.query_counts`.
 
-A version is immutable once its pointer is switched, so the values of shared keys (BIN, route,
-merchant, ...: every family not keyed by the card) are kept in process for the live version:
-the script skips the keys the reader already holds when the version it names is still live,
-and reads everything when it is not (the kept values then start over).
+A version changes only through live outcomes (:mod:`approvals.features.outcomes`), which count
+their writes in its meta, so the values of shared keys (BIN, route, merchant, ...: every family
+not keyed by the card) are kept in process for the live version and write count: the script
+skips the keys the reader already holds while both are still live, and reads everything when
+they are not (the kept values then start over).
 
 When Redis is slow, down or empty the reader answers zeros with ``degraded=True`` instead of
 failing (a broken pooled connection, e.g. after a failover, is retried once at once; a timeout
@@ -74,17 +75,21 @@ log = logging.getLogger("approvals.online")
 # "<family>:<key>" concatenated, ARGV[5] = their lengths in bytes, comma-separated, ARGV[6] =
 # one byte per key, 1 for a key whose value the reader holds (a fixed number of arguments
 # whatever the number of keys: one argument per key cost the client more than the script).
-# Held keys are skipped (as absent) while ARGV[3] is still the live version. The reply is the
+# Held keys are skipped (as absent) while ARGV[3] still names what is live: the version, with
+# "@<gen>" once live outcomes have changed it (:mod:`approvals.features.outcomes` counts its
+# writes in the meta field ``gen``, so held values never outlive a write). The reply is the
 # version, the meta fields, every value concatenated, their lengths (uint32 little-endian, 0
-# for an absent or skipped key) and whether held keys were skipped; just the version and meta
-# when the definitions differ (a state of another layout is never read).
+# for an absent or skipped key), whether held keys were skipped and the name held values are
+# kept under; just the version and meta when the definitions differ (a state of another
+# layout is never read).
 READ_SCRIPT = """
 local version = redis.call('GET', KEYS[1])
 if not version then return {false} end
 local base = ARGV[1] .. ':' .. version .. ':'
-local meta = redis.call('HMGET', base .. 'meta', 'defs', 'end_us')
+local meta = redis.call('HMGET', base .. 'meta', 'defs', 'end_us', 'gen')
 if meta[1] ~= ARGV[2] then return {version, meta} end
-local same = ARGV[3] == version
+local held_as = meta[3] and (version .. '@' .. meta[3]) or version
+local same = ARGV[3] == held_as
 local keys, held = ARGV[4], ARGV[6]
 local values, lengths = {}, {}
 local at, i = 1, 0
@@ -102,7 +107,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
     lengths[i] = struct.pack('<I4', 0)
   end
 end
-return {version, meta, table.concat(values), table.concat(lengths), same and 1 or 0}
+return {version, meta, table.concat(values), table.concat(lengths), same and 1 or 0, held_as}
 """
 # Families whose keys many requests share (not keyed by the card): worth keeping.
 SHARED = np.array(["card_fingerprint" not in f.keys for f in FAMILIES])
@@ -463,7 +468,8 @@ class OnlineFeatureStore:
             data, lengths = reply[2], np.frombuffer(reply[3], "<u4").astype(np.int64)
             if len(lengths) != len(p.relkeys):
                 raise ValueError(f"read script returned {len(lengths)} values for a plan's keys")
-            held = request.held_slots if bool(reply[4]) and version == request.version else []
+            held_as = reply[5].decode()
+            held = request.held_slots if bool(reply[4]) and held_as == request.version else []
             positions = None
             if held:  # held values first, then those read, in plan order
                 read = np.ones(len(lengths), dtype=bool)
@@ -481,7 +487,7 @@ class OnlineFeatureStore:
             early = int(np.count_nonzero(p.t_us <= int(end_us)))
         except (ValueError, KeyError, IndexError, UnicodeDecodeError, TypeError):
             return self._degraded(p, "data")
-        self._held.keep(version, p, data, lengths)
+        self._held.keep(held_as, p, data, lengths)
         self.stats.read(early, keys_read=len(p.relkeys) - len(held), keys_held=len(held))
         return OnlineCounts(counts, degraded=False, version=version)
 
@@ -494,14 +500,15 @@ class OnlineFeatureStore:
         try:
             version = reply[0].decode()
             data, lengths = reply[2], struct.unpack(f"<{len(keys)}I", reply[3])
-            same = bool(reply[4]) and version == request.version
+            held_as = reply[5].decode()
+            same = bool(reply[4]) and held_as == request.version
             held = dict(zip(request.held_slots, request.held_values, strict=True)) if same else {}
             values: list[Value | None] = []
             read: list[tuple[int, bytes, Value]] = []
             at = 0
             for slot, size in enumerate(lengths):
                 if slot in held:
-                    values.append(self._held.parse(version, keys[slot], held[slot]))
+                    values.append(self._held.parse(held_as, keys[slot], held[slot]))
                 elif size:
                     value = data[at : at + size]
                     values.append(parse_value(value))
@@ -515,7 +522,7 @@ class OnlineFeatureStore:
             early = int(int(p.t_us[0]) <= int(end_us))
         except (ValueError, KeyError, IndexError, UnicodeDecodeError, TypeError, struct.error):
             return self._default_row("data")
-        self._held.keep_row(version, p, read)
+        self._held.keep_row(held_as, p, read)
         self.stats.read(early, keys_read=len(keys) - len(held), keys_held=len(held))
         return OnlineRow(counts, degraded=False, version=version)
 
