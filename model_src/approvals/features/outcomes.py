@@ -31,8 +31,10 @@ bin_route 570 B, bin 1,009 B, lifetime-only families about 200 B; a dedup marker
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,10 +53,20 @@ from approvals.features.versions import DEFAULT_TTL, client
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
     from approvals.features.redis_settings import RedisSettings
 
-__all__ = ["APPLY_SCRIPT", "MAX_BATCH", "ApplyResult", "apply_outcomes", "validate_outcomes"]
+__all__ = [
+    "APPLY_SCRIPT",
+    "MAX_BATCH",
+    "ApplyResult",
+    "OutcomeWriter",
+    "apply_outcomes",
+    "prepare",
+    "validate_outcomes",
+    "validate_reports",
+]
 
 MAX_BATCH = 1000
 MARKER_TTL = DEFAULT_TTL  # a version's keys live this long by default; markers as long
@@ -353,6 +365,101 @@ def script_args(columns: AttemptColumns, prefix: str, marker_ttl: timedelta) -> 
     ]  # fmt: skip
 
 
+def report_rows(reports: Sequence[Any]) -> list[Mapping[str, Any]]:
+    """Reports in the API's shape (``{"attempt": {...}, "approved", "response_code",
+    "merchant_advice_code"}``, as JSON decodes them) as flat contract rows.
+
+    Raises:
+        ContractError: naming ``outcomes[i]`` or ``outcomes[i].<field>`` of a report that is
+            not an object, lacks its attempt, or has an unknown field or a bad
+            ``merchant_advice_code``.
+    """
+    rows = []
+    for i, report in enumerate(reports):
+        if not isinstance(report, Mapping):
+            raise ContractError(f"outcomes[{i}]", "must be an object")
+        unknown = sorted(set(report) - _REPORT_FIELDS, key=str)
+        if unknown:
+            raise ContractError(f"outcomes[{i}].{unknown[0]}", "unknown field")
+        attempt = report.get("attempt")
+        if not isinstance(attempt, Mapping):
+            raise ContractError(f"outcomes[{i}].attempt", "must be an object (the scored attempt)")
+        mac = report.get("merchant_advice_code")
+        if mac is not None and not (type(mac) is str and _MAC.fullmatch(mac)):
+            raise ContractError(f"outcomes[{i}].merchant_advice_code", "must be 2 digits")
+        row = dict(attempt)
+        row["approved"] = report.get("approved", MISSING)
+        row["response_code"] = report.get("response_code", MISSING)
+        rows.append(row)
+    return rows
+
+
+_REPORT_FIELDS = {"attempt", "approved", "response_code", "merchant_advice_code"}
+_MAC = re.compile(r"[0-9]{2}")
+
+
+def validate_reports(reports: Sequence[Any]) -> AttemptColumns:
+    """Reports in the API's shape, validated as one table (see :func:`validate_outcomes`).
+
+    Errors name the field as the request holds it: ``outcomes[3].attempt.card_bin``,
+    ``outcomes[0].response_code``.
+
+    Raises:
+        ContractError: the first bad report's field, and how many reports are bad.
+    """
+    if len(reports) > MAX_BATCH:
+        raise ContractError("outcomes", f"at most {MAX_BATCH} outcomes per request", len(reports))
+    try:
+        return validate_outcomes(report_rows(reports), "outcomes")
+    except ContractError as exc:
+        head, _, field = exc.column.partition("].")
+        if field and field.split(".")[0] in _ATTEMPT_FIELDS:
+            exc = ContractError(f"{head}].attempt.{field}", exc.problem, exc.count)
+        raise exc from None
+
+
+_ATTEMPT_FIELDS = set(_REQUEST_FIELDS)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated batch, ready for one ``EVALSHA`` of :data:`APPLY_SCRIPT`."""
+
+    size: int
+    pointer: str
+    args: list[bytes | str]
+
+
+def prepare(columns: AttemptColumns, prefix: str, marker_ttl: timedelta = MARKER_TTL) -> Prepared:
+    """The script call for validated outcomes (``columns`` from :func:`validate_outcomes`).
+
+    Raises:
+        ContractError: more than :data:`MAX_BATCH` outcomes.
+        ValueError: ``marker_ttl`` under the longest window.
+    """
+    if len(columns) > MAX_BATCH:
+        raise ContractError("outcomes", f"at most {MAX_BATCH} outcomes per batch", len(columns))
+    if marker_ttl.total_seconds() < max(s for _, s in FINITE):
+        raise ValueError(f"marker_ttl {marker_ttl} is shorter than the longest window")
+    args = script_args(columns, prefix, marker_ttl) if len(columns) else []
+    return Prepared(len(columns), f"{prefix}:current", args)
+
+
+def finish(reply: Sequence[Any], prefix: str) -> ApplyResult:
+    """The script's reply as a result.
+
+    Raises:
+        UserError: there is no live version, or it has other feature definitions.
+    """
+    kind = reply[0].decode()
+    if kind == "no_version":
+        raise UserError(f"no live feature version under {prefix!r}: run approvals materialize")
+    if kind == "definitions":
+        raise UserError(f"live version {reply[1].decode()} has other feature definitions")
+    return ApplyResult(int(reply[2]), int(reply[3]), int(reply[4]), reply[1].decode(),
+                       reply[5].decode())  # fmt: skip
+
+
 def apply_outcomes(
     target: redis.Redis | RedisSettings,
     outcomes: Sequence[Mapping[str, Any]],
@@ -381,40 +488,80 @@ def apply_outcomes(
     """
     if len(outcomes) > MAX_BATCH:
         raise ContractError(where, f"at most {MAX_BATCH} outcomes per batch", len(outcomes))
-    if marker_ttl.total_seconds() < max(s for _, s in FINITE):
-        raise ValueError(f"marker_ttl {marker_ttl} is shorter than the longest window")
-    columns = validate_outcomes(outcomes, where)
-    if not len(columns):
-        return ApplyResult(0, 0, 0, "", "")
     from approvals.features.redis_settings import RedisSettings
 
     if isinstance(target, RedisSettings):
-        conn = client(target, target.timeout_ms / 1000)
-        try:
-            return _run(conn, target.prefix, columns, marker_ttl)
-        finally:
-            conn.close()
-    if prefix is None:
+        prefix = target.prefix
+    elif prefix is None:
         raise ValueError("pass the store's prefix with a Redis client")
-    return _run(target, prefix, columns, marker_ttl)
+    call = prepare(validate_outcomes(outcomes, where), prefix, marker_ttl)
+    if not call.size:
+        return ApplyResult(0, 0, 0, "", "")
+    if not isinstance(target, RedisSettings):
+        return finish(_evalsha(target, call), prefix)
+    conn = client(target, target.timeout_ms / 1000)
+    try:
+        return finish(_evalsha(conn, call), prefix)
+    finally:
+        conn.close()
 
 
-def _run(
-    conn: redis.Redis, prefix: str, columns: AttemptColumns, marker_ttl: timedelta
-) -> ApplyResult:
+def _evalsha(conn: redis.Redis, call: Prepared) -> Any:
     from redis.exceptions import NoScriptError
 
-    args = script_args(columns, prefix, marker_ttl)
-    pointer = f"{prefix}:current"
     try:
-        reply = conn.evalsha(SHA, 1, pointer, *args)
+        return conn.evalsha(SHA, 1, call.pointer, *call.args)
     except NoScriptError:
         conn.script_load(APPLY_SCRIPT)
-        reply = conn.evalsha(SHA, 1, pointer, *args)
-    kind = reply[0].decode()
-    if kind == "no_version":
-        raise UserError(f"no live feature version under {prefix!r}: run approvals materialize")
-    if kind == "definitions":
-        raise UserError(f"live version {reply[1].decode()} has other feature definitions")
-    return ApplyResult(int(reply[2]), int(reply[3]), int(reply[4]), reply[1].decode(),
-                       reply[5].decode())  # fmt: skip
+        return conn.evalsha(SHA, 1, call.pointer, *call.args)
+
+
+class OutcomeWriter:
+    """Applies batches of outcomes from an asyncio program (the service, the stream consumer).
+
+    One asyncio client of its own, made on first use on the running loop; every call is one
+    ``EVALSHA`` (the script is loaded once per Redis), bounded by ``timeout_s``.
+    """
+
+    def __init__(self, settings: RedisSettings, timeout_s: float = 5.0) -> None:
+        self.settings, self.timeout_s = settings, timeout_s
+        self._conn: redis.asyncio.Redis | None = None
+
+    async def apply(self, columns: AttemptColumns) -> ApplyResult:
+        """Apply validated outcomes (:func:`validate_outcomes` / :func:`validate_reports`).
+
+        Raises:
+            UserError: there is no live version, or it has other feature definitions.
+            redis.RedisError, TimeoutError: Redis failed or was too slow; the batch is either
+                applied whole or not at all (a retry counts the applied ones as duplicates).
+        """
+        call = prepare(columns, self.settings.prefix)
+        if not call.size:
+            return ApplyResult(0, 0, 0, "", "")
+        from redis.exceptions import NoScriptError
+
+        conn = self._client()
+        async with asyncio.timeout(self.timeout_s):
+            try:
+                reply = await conn.evalsha(SHA, 1, call.pointer, *call.args)
+            except NoScriptError:
+                await conn.script_load(APPLY_SCRIPT)
+                reply = await conn.evalsha(SHA, 1, call.pointer, *call.args)
+        return finish(reply, self.settings.prefix)
+
+    def _client(self) -> redis.asyncio.Redis:
+        if self._conn is None:
+            import redis.asyncio
+
+            options = {**self.settings.client_options(), "socket_timeout": self.timeout_s}
+            options["socket_connect_timeout"] = max(
+                self.timeout_s / 3, self.settings.connect_timeout_ms / 1000
+            )
+            self._conn = redis.asyncio.Redis.from_url(self.settings.url, **options)
+        return self._conn
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        if self._conn is not None:
+            await self._conn.aclose()
+            self._conn = None
