@@ -44,6 +44,9 @@ class ServingSettings(BaseSettings):
             health reports NOT_SERVING while the online store's live version lacks the served
             model's features: none, of other feature definitions or layout, or ending before
             the model's state end.
+        outcomes_timeout_ms: the longest a ReportOutcomes call waits for its write to the
+            online store (a batch of 1000 takes tens of milliseconds); beyond, HTTP 503 / gRPC
+            UNAVAILABLE, and the batch is applied whole or not at all.
         workers: serving processes (``APPROVALS_WORKERS``, default 1; one per core the
             service may use). HTTP connections are spread over them by BentoML's shared
             socket, gRPC connections by the kernel (``SO_REUSEPORT`` on the gRPC port, set
@@ -72,3 +75,4 @@ class ServingSettings(BaseSettings):
     require_redis: bool = False
     require_features: bool = False
     workers: int = Field(default=1, ge=1, le=64)
+    outcomes_timeout_ms: int = Field(default=5000, ge=10, le=60_000)

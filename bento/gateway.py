@@ -22,6 +22,7 @@ from schemas import (
     RankedRouteOut,
     RankRoutesRequest,
     RankRoutesResponse,
+    ReportOutcomesResponse,
     ScoreBatchResponse,
     ScoreRequest,
     ScoreResponse,
@@ -29,6 +30,8 @@ from schemas import (
 from telemetry import Metrics, log_event
 
 from approvals.contract import AttemptColumns
+from approvals.errors import UserError
+from approvals.features.outcomes import OutcomeWriter
 from approvals.serving.engine import Engine, OneAttempt
 
 Answer = TypeVar("Answer")
@@ -57,6 +60,12 @@ class BatchScores:
 
 class OverloadedError(Exception):
     """The service is at capacity: answer HTTP 429 / gRPC RESOURCE_EXHAUSTED, retry later."""
+
+
+class StoreUnavailableError(Exception):
+    """Outcomes could not be written (Redis down or slow, no live feature version): answer
+    HTTP 503 / gRPC UNAVAILABLE. Nothing of the call was applied, or all of it was: a retry
+    is safe (what was applied comes back as duplicates)."""
 
 
 @dataclass
@@ -93,6 +102,7 @@ class Gateway:
     engine: Engine
     admission: Admission
     metrics: Metrics
+    outcomes: OutcomeWriter
 
     async def score(self, request: ScoreRequest, protocol: Protocol) -> ScoreResponse:
         """One attempt -> calibrated probability."""
@@ -155,6 +165,33 @@ class Gateway:
 
         return await self._call("advise_retry", protocol, 1, run)
 
+    async def report_outcomes(
+        self, outcomes: AttemptColumns, protocol: Protocol
+    ) -> ReportOutcomesResponse:
+        """Validated outcomes applied to the online store before the answer (read your writes).
+
+        Raises:
+            StoreUnavailableError: Redis failed or was too slow, or holds no usable live
+                version.
+        """
+
+        async def run() -> ReportOutcomesResponse:
+            from redis.exceptions import RedisError
+
+            try:
+                done = await self.outcomes.apply(outcomes)
+            except (RedisError, TimeoutError, UserError) as exc:
+                raise StoreUnavailableError(f"online store: {_one_line(exc)}") from exc
+            for status, count in (("applied", done.applied), ("duplicate", done.duplicates),
+                                  ("late", done.late)):  # fmt: skip
+                if count:
+                    self.metrics.outcomes.labels(status=status).inc(count)
+            return ReportOutcomesResponse(
+                applied=done.applied, duplicates=done.duplicates, late=done.late
+            )
+
+        return await self._call("report_outcomes", protocol, len(outcomes), run)
+
     def _count_degraded(self, endpoint: str, protocol: Protocol, degraded: bool) -> None:
         if degraded:
             self.metrics.degraded.labels(endpoint=endpoint, protocol=protocol).inc()
@@ -169,6 +206,13 @@ class Gateway:
                 return await run()
         except OverloadedError:
             outcome = "overloaded"
+            raise
+        except StoreUnavailableError as exc:
+            outcome = "unavailable"
+            log_event(
+                "call failed", logging.WARNING, endpoint=endpoint, protocol=protocol, size=size,
+                error=str(exc),
+            )  # fmt: skip
             raise
         except Exception as exc:
             outcome = "error"
@@ -186,3 +230,7 @@ class Gateway:
                 labels = {"endpoint": endpoint, "protocol": protocol}
                 self.metrics.requests.labels(**labels, outcome=outcome).inc()
                 self.metrics.errors.labels(**labels, kind=outcome).inc()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split()) if str(exc) else type(exc).__name__

@@ -33,7 +33,7 @@ import grpc
 import numpy as np
 from approval.v1 import approval_pb2 as pb
 from approval.v1 import approval_pb2_grpc as pb_grpc
-from gateway import Gateway, OverloadedError
+from gateway import Gateway, OverloadedError, StoreUnavailableError
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -43,6 +43,7 @@ from schemas import (
     MAX_BATCH,
     AdviseRetryRequest,
     RankRoutesRequest,
+    ReportOutcomesRequest,
     ScoreBatchRequest,
     ScoreRequest,
 )
@@ -50,6 +51,7 @@ from telemetry import log_event
 
 from approvals.contract import AttemptColumns, validate_request
 from approvals.errors import ContractError
+from approvals.features.outcomes import validate_reports
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ApprovalService"].full_name
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -194,6 +196,20 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
         answer = await self._call(request, context, AdviseRetryRequest, self.gateway.advise_retry)
         return pb.AdviseRetryResponse(**answer.model_dump())
 
+    async def ReportOutcomes(  # noqa: N802
+        self, request: pb.ReportOutcomesRequest, context: Any
+    ) -> pb.ReportOutcomesResponse:
+        """See ``approval.proto``."""
+        if not 0 < len(request.outcomes) <= MAX_BATCH:  # the request's own limits, by name
+            await self._parse(request, context, ReportOutcomesRequest)
+        try:
+            table = validate_reports([message_to_dict(o) for o in request.outcomes])
+        except ContractError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        answer = await self._answer(table, context, self.gateway.report_outcomes)
+        return pb.ReportOutcomesResponse(**answer.model_dump())
+
     async def _call(
         self,
         request: Message,
@@ -219,6 +235,9 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
             return await handler(parsed, "grpc")
         except OverloadedError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise
+        except StoreUnavailableError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise
 
 

@@ -21,6 +21,7 @@ from approvals.decisions.retries import (
     default_retry_options,
 )
 from approvals.errors import ContractError
+from approvals.features.outcomes import validate_reports
 from approvals.serving.engine import columns_of, decline_context
 
 MAX_BATCH = 1000
@@ -204,3 +205,61 @@ class AdviseRetryResponse(Answer):
     with_network_token: bool = False
     p_approve: Probability | None = None
     expected_value: float | None = None
+
+
+class Outcome(Request):
+    """What the issuer answered to one attempt, as it was scored."""
+
+    attempt: Attempt
+    approved: bool
+    response_code: Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
+    merchant_advice_code: Annotated[str, Field(pattern=r"^[0-9]{2}$")] | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeBatch:
+    """A list of outcomes (in JSON, and in the schema), validated as one table.
+
+    As :class:`AttemptBatch`: the whole list through the contract's validator
+    (:func:`approvals.features.outcomes.validate_reports`), and only a list it rejects through
+    pydantic outcome by outcome, for errors that name every bad field
+    (``outcomes.3.attempt.card_bin``); a rule across fields (``response_code`` disagreeing
+    with ``approved``) is named by the contract (``outcomes[3].response_code``).
+    """
+
+    max_length: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate with :meth:`_validate` around the schema of ``list[Outcome]``."""
+        rows = Annotated[list[Outcome], Field(min_length=1, max_length=self.max_length)]
+        return core_schema.no_info_wrap_validator_function(
+            self._validate, handler.generate_schema(rows)
+        )
+
+    def _validate(self, value: Any, rows: core_schema.ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, AttemptColumns):
+            return value
+        if not (isinstance(value, list) and 0 < len(value) <= self.max_length):
+            rows(value)  # raises, naming what is wrong
+        try:
+            return validate_reports(value)
+        except ContractError as exc:
+            rows(value)  # raises, naming every bad field
+            raise PydanticCustomError("contract", str(exc)) from exc
+
+
+class ReportOutcomesRequest(Request):
+    """Outcomes of scored attempts (1 to 1000), applied all or nothing, once per attempt_id."""
+
+    # validated as one table (see OutcomeBatch); the docstring is the OpenAPI description
+    outcomes: Annotated[AttemptColumns, OutcomeBatch(MAX_BATCH)]
+
+
+class ReportOutcomesResponse(BaseModel):
+    """What the call did: outcomes counted now, repeats ignored, outcomes too old to count."""
+
+    applied: int
+    duplicates: int
+    late: int

@@ -34,13 +34,15 @@ import traffic
 from batching import Batcher
 from bentoml.exceptions import BentoMLException
 from config import ServingSettings
-from gateway import Admission, Gateway, OverloadedError
+from gateway import Admission, Gateway, OverloadedError, StoreUnavailableError
 from readiness import ReadyCheck
 from schemas import (
     AdviseRetryRequest,
     AdviseRetryResponse,
     RankRoutesRequest,
     RankRoutesResponse,
+    ReportOutcomesRequest,
+    ReportOutcomesResponse,
     ScoreBatchRequest,
     ScoreBatchResponse,
     ScoreRequest,
@@ -50,6 +52,7 @@ from schemas import (
 from approvals.decisions.costs import load_costs
 from approvals.errors import PackageError
 from approvals.features.online import OnlineFeatureStore
+from approvals.features.outcomes import OutcomeWriter
 from approvals.features.redis_settings import RedisSettings
 from approvals.model.package import ModelPackage
 from approvals.model.trees import CompiledTrees
@@ -68,6 +71,12 @@ class TooManyRequests(BentoMLException):
     error_code = HTTPStatus.TOO_MANY_REQUESTS
 
 
+class StoreUnavailable(BentoMLException):
+    """HTTP 503: the online store cannot take outcomes now; retry (repeats are duplicates)."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 @bentoml.service(
     name="approvals",
     workers=SETTINGS.workers,
@@ -78,7 +87,7 @@ class TooManyRequests(BentoMLException):
     logging={"access": {"enabled": False}},
 )
 class Approvals:
-    """Score, ScoreBatch, RankRoutes and AdviseRetry over HTTP and gRPC."""
+    """Score, ScoreBatch, RankRoutes, AdviseRetry and ReportOutcomes over HTTP and gRPC."""
 
     # The model of the store mode (see the module's docstring); None in the local mode.
     model_ref = (
@@ -109,7 +118,10 @@ class Approvals:
             costs=load_costs(self.settings.costs),
             min_retry_probability=min_retry_probability(self.package.manifest),
         )  # fmt: skip
-        self.gateway = Gateway(engine, Admission(self.settings.max_inflight), metrics)
+        self.outcomes = OutcomeWriter(RedisSettings(), self.settings.outcomes_timeout_ms / 1000)
+        self.gateway = Gateway(
+            engine, Admission(self.settings.max_inflight), metrics, self.outcomes
+        )
         self.ready = ReadyCheck(self.settings, self.store, self.package.spec.state_end)
         self.grpc: tuple[Any, Any] | None = None
         self.health: asyncio.Task[None] | None = None
@@ -151,6 +163,7 @@ class Approvals:
             await grpc_server.stop(*self.grpc, self.settings.shutdown_grace_s, self.health)
         self.batcher.shutdown()
         await self.store.aclose()
+        await self.outcomes.aclose()
 
     async def __is_ready__(self) -> bool:
         """Model loaded (by construction), gRPC up, and, as configured, the model's features
@@ -162,6 +175,8 @@ class Approvals:
             return await call(request, "http")
         except OverloadedError as exc:
             raise TooManyRequests(str(exc)) from exc
+        except StoreUnavailableError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /) -> ScoreResponse:
@@ -182,6 +197,11 @@ class Approvals:
     async def advise_retry(self, request: AdviseRetryRequest, /) -> AdviseRetryResponse:
         """A declined attempt -> stop, or retry with route, delay and corrections."""
         return await self._http(self.gateway.advise_retry, request)
+
+    @bentoml.api(route="/report_outcomes")
+    async def report_outcomes(self, request: ReportOutcomesRequest, /) -> ReportOutcomesResponse:
+        """Outcomes of scored attempts (1 to 1000) -> applied before the answer, once each."""
+        return await self._http(self.gateway.report_outcomes, request.outcomes)
 
 
 # Inside BentoML's metrics, tracing and timeout middleware, a request meets these in order.

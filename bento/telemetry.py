@@ -40,6 +40,7 @@ class Metrics:
     degraded: Any
     batch_size: Any
     online_keys: Any
+    outcomes: Any
 
     def count_keys(self, read: int, held: int) -> None:
         """Count the keys of one online read by where their hashes came from."""
@@ -97,6 +98,12 @@ def metrics() -> Metrics:
             documentation="Feature keys of online reads, by source: redis, or held hashes of "
             "the live materialized version",
             labelnames=["source"],
+        ),
+        outcomes=bentoml.metrics.Counter(
+            name="approvals_outcomes_total",
+            documentation="Reported outcomes by what became of them: applied, duplicate "
+            "(attempt_id counted before), late (older than every window kept)",
+            labelnames=["status"],
         ),
     )
 

@@ -192,19 +192,28 @@ ERRORS = {
     "429": ("TooManyRequests", _error("Too Many Requests: retry with backoff")),
     "504": ("GatewayTimeout", _error("Gateway Timeout")),
 }
+# Answers only some operations give, by path.
+PATH_ERRORS = {
+    "/report_outcomes": {
+        "503": (
+            "ServiceUnavailable",
+            _error("Service Unavailable: the online store cannot take outcomes now; retry"),
+        ),
+    },
+}
 
 
 def declare_errors(spec: dict[str, Any]) -> dict[str, Any]:
     """The OpenAPI document with every POST's error answers declared as they are sent."""
     spec = copy.deepcopy(spec)
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-    for name, schema in ERRORS.values():
-        schemas[name] = schema
-    for item in spec.get("paths", {}).values():
+    for path, item in spec.get("paths", {}).items():
         operation = item.get("post")
         if operation is None:
             continue
-        for status, (name, schema) in ERRORS.items():
+        errors = {**ERRORS, **PATH_ERRORS.get(path, {})}
+        for status, (name, schema) in errors.items():
+            schemas[name] = schema
             operation["responses"][status] = {
                 "description": schema["description"],
                 "content": {JSON_TYPE: {"schema": {"$ref": f"#/components/schemas/{name}"}}},

@@ -68,6 +68,43 @@ def grpc_calls(service: Service, attempts: list[dict[str, Any]], routes: list[st
             _show(f"gRPC approval.v1.ApprovalService/{name}", _as_dict(answer))
 
 
+def outcome_calls(service: Service, attempts: list[dict[str, Any]]) -> None:
+    """Report declines of a card's earlier attempts (HTTP, then again over gRPC: duplicates)
+    and show the card's next score move."""
+    import grpc
+    import httpx
+
+    probe = attempts[0]
+    when = datetime.fromisoformat(probe["event_time"])
+    earlier = []
+    for k in range(3):  # three attempts of the same card, in the minute before the probe
+        at = when - pd.Timedelta(seconds=45 - 10 * k)
+        earlier.append(
+            {
+                **probe,
+                "attempt_id": f"{probe['attempt_id']}-earlier-{k}",
+                "event_time": at.isoformat(),
+            }
+        )
+    outcomes = [{"attempt": a, "approved": False, "response_code": "51"} for a in earlier]
+    pb, rpc = grpc_stubs()
+    with httpx.Client(base_url=service.http, timeout=10) as client:
+        before = client.post("/score", json={"attempt": probe}).json()["p_approve"]
+        done = client.post("/report_outcomes", json={"outcomes": outcomes}).json()
+        _show("HTTP POST /report_outcomes (3 declines, 51, of the card's earlier attempts)", done)
+        with grpc.insecure_channel(service.grpc) as channel:
+            messages = [pb.Outcome(attempt=_message(pb, a), approved=False, response_code="51")
+                        for a in earlier]  # fmt: skip
+            again = rpc.ApprovalServiceStub(channel).ReportOutcomes(
+                pb.ReportOutcomesRequest(outcomes=messages), timeout=10
+            )
+            _show("gRPC approval.v1.ApprovalService/ReportOutcomes (the same again)",
+                  _as_dict(again))  # fmt: skip
+        after = client.post("/score", json={"attempt": probe}).json()["p_approve"]
+    print(f"\n-- the card's next attempt: p_approve {before:.4f} before the outcomes, "
+          f"{after:.4f} after ({after - before:+.4f})", flush=True)  # fmt: skip
+
+
 def _message(pb: Any, attempt: dict[str, Any]) -> Any:
     fields = {k: v for k, v in attempt.items() if v is not None and k != "event_time"}
     message = pb.Attempt(**fields)

@@ -111,6 +111,7 @@ def online(paths: dict[str, Path], root: Path) -> None:
         attempts, routes = demo_calls.request_attempts(data)
         demo_calls.http_calls(service, attempts, routes)
         demo_calls.grpc_calls(service, attempts, routes)
+        demo_calls.outcome_calls(service, attempts)
     finally:
         code = stack.stop()
         print(f"\nservice stopped gracefully (exit code {code}); log: {log}")

@@ -41,3 +41,25 @@ def attempt_message(row: pd.Series) -> Any:
     message = pb.Attempt(**fields)
     message.event_time.FromDatetime(when.astimezone(UTC))
     return message
+
+
+LABELS = ("approved", "response_code")
+
+
+def outcome_json(row: pd.Series) -> dict[str, object]:
+    """One labelled contract row as an outcome of an HTTP ``/report_outcomes`` body."""
+    return {
+        "attempt": attempt_json(row.drop(list(LABELS))),
+        "approved": bool(row["approved"]),
+        "response_code": str(row["response_code"]),
+    }
+
+
+def outcome_message(row: pd.Series) -> Any:
+    """One labelled contract row as an ``approval.v1.Outcome``."""
+    pb, _ = grpc_stubs()
+    return pb.Outcome(
+        attempt=attempt_message(row.drop(list(LABELS))),
+        approved=bool(row["approved"]),
+        response_code=str(row["response_code"]),
+    )

@@ -32,6 +32,8 @@ from telemetry import metrics
 from approvals.contract import Attempt, AttemptColumns, validate_frame, validate_rows
 from approvals.decisions.costs import load_costs
 from approvals.errors import ContractError
+from approvals.features.outcomes import OutcomeWriter
+from approvals.features.redis_settings import RedisSettings
 from approvals.serving.engine import Engine
 from dev.requests import attempt_json, attempt_message
 from tests.approvals.factories import random_attempts
@@ -258,7 +260,10 @@ class Model:
 
 
 def servicer(model: Model) -> ApprovalServicer:
-    return ApprovalServicer(Gateway(Engine("v1", model, load_costs()), Admission(8), metrics()))
+    writer = OutcomeWriter(RedisSettings())  # never called here
+    return ApprovalServicer(
+        Gateway(Engine("v1", model, load_costs()), Admission(8), metrics(), writer)
+    )
 
 
 def test_score_batch_with_one_bad_attempt_is_refused_and_nothing_is_scored() -> None:

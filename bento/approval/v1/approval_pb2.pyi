@@ -163,3 +163,31 @@ class AdviseRetryResponse(_message.Message):
     model_version: str
     degraded: bool
     def __init__(self, action: _Optional[str] = ..., reason: _Optional[str] = ..., route_id: _Optional[str] = ..., delay_hours: _Optional[float] = ..., with_3ds: bool = ..., with_network_token: bool = ..., p_approve: _Optional[float] = ..., expected_value: _Optional[float] = ..., model_version: _Optional[str] = ..., degraded: bool = ...) -> None: ...
+
+class Outcome(_message.Message):
+    __slots__ = ("attempt", "approved", "response_code", "merchant_advice_code")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_CODE_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ADVICE_CODE_FIELD_NUMBER: _ClassVar[int]
+    attempt: Attempt
+    approved: bool
+    response_code: str
+    merchant_advice_code: str
+    def __init__(self, attempt: _Optional[_Union[Attempt, _Mapping]] = ..., approved: bool = ..., response_code: _Optional[str] = ..., merchant_advice_code: _Optional[str] = ...) -> None: ...
+
+class ReportOutcomesRequest(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[Outcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[Outcome, _Mapping]]] = ...) -> None: ...
+
+class ReportOutcomesResponse(_message.Message):
+    __slots__ = ("applied", "duplicates", "late")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    duplicates: int
+    late: int
+    def __init__(self, applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., late: _Optional[int] = ...) -> None: ...

@@ -54,6 +54,11 @@ class ApprovalServiceStub(object):
                 request_serializer=approval_dot_v1_dot_approval__pb2.AdviseRetryRequest.SerializeToString,
                 response_deserializer=approval_dot_v1_dot_approval__pb2.AdviseRetryResponse.FromString,
                 _registered_method=True)
+        self.ReportOutcomes = channel.unary_unary(
+                '/approval.v1.ApprovalService/ReportOutcomes',
+                request_serializer=approval_dot_v1_dot_approval__pb2.ReportOutcomesRequest.SerializeToString,
+                response_deserializer=approval_dot_v1_dot_approval__pb2.ReportOutcomesResponse.FromString,
+                _registered_method=True)
 
 
 class ApprovalServiceServicer(object):
@@ -87,6 +92,17 @@ class ApprovalServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcomes(self, request, context):
+        """Outcomes of attempts (1 to 1000) -> applied to the online features before the answer, so
+        an attempt scored after it sees them. Idempotent by attempt_id (a repeat is a duplicate)
+        and all or nothing: one bad outcome fails the call with INVALID_ARGUMENT naming it
+        (outcomes[3].attempt.card_bin) and nothing of it is applied. UNAVAILABLE when the online
+        store cannot be written (retry: what was applied is then counted as duplicates).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApprovalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +125,11 @@ def add_ApprovalServiceServicer_to_server(servicer, server):
                     servicer.AdviseRetry,
                     request_deserializer=approval_dot_v1_dot_approval__pb2.AdviseRetryRequest.FromString,
                     response_serializer=approval_dot_v1_dot_approval__pb2.AdviseRetryResponse.SerializeToString,
+            ),
+            'ReportOutcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcomes,
+                    request_deserializer=approval_dot_v1_dot_approval__pb2.ReportOutcomesRequest.FromString,
+                    response_serializer=approval_dot_v1_dot_approval__pb2.ReportOutcomesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +240,33 @@ class ApprovalService(object):
             '/approval.v1.ApprovalService/AdviseRetry',
             approval_dot_v1_dot_approval__pb2.AdviseRetryRequest.SerializeToString,
             approval_dot_v1_dot_approval__pb2.AdviseRetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/approval.v1.ApprovalService/ReportOutcomes',
+            approval_dot_v1_dot_approval__pb2.ReportOutcomesRequest.SerializeToString,
+            approval_dot_v1_dot_approval__pb2.ReportOutcomesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -374,7 +374,7 @@ def report_rows(reports: Sequence[Any]) -> list[Mapping[str, Any]]:
             not an object, lacks its attempt, or has an unknown field or a bad
             ``merchant_advice_code``.
     """
-    rows = []
+    rows: list[Mapping[str, Any]] = []
     for i, report in enumerate(reports):
         if not isinstance(report, Mapping):
             raise ContractError(f"outcomes[{i}]", "must be an object")
