@@ -166,6 +166,23 @@ class ServiceSettings(_Model):
         return self
 
 
+class OutcomeConsumerSettings(_Model):
+    """The outcome stream's consumer (``python -m approvals.features.consumer``).
+
+    Workers of one consumer group share the stream: more replicas apply more outcomes per
+    second (each batch is one atomic call in Redis, so Redis, not the pods, is the limit).
+    """
+
+    # None: one in dev, two beyond (a second consumer takes over a dead one's entries).
+    replicas: int | None = Field(default=None, ge=1, le=20)
+    batch: int = Field(default=500, ge=1, le=1000)
+    cpu_request: str = Field(default="100m", pattern=_QUANTITY)
+    cpu_limit: str = Field(default="500m", pattern=_QUANTITY)
+    memory_request: str = Field(default="192Mi", pattern=_QUANTITY)
+    memory_limit: str = Field(default="384Mi", pattern=_QUANTITY)
+
+
+DEFAULT_CONSUMER_REPLICAS = {"dev": 1, "staging": 2, "prod": 2}
 _REGION = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 _NAMESPACE = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
@@ -243,6 +260,7 @@ class ApplicationSettings(_Model):
     # The platform stack of the same environment (DIY backends name it organization/...).
     platform_stack: str = Field(pattern=r"^[\w.-]+/[\w.-]+/[\w.-]+$")
     service: ServiceSettings
+    outcomes: OutcomeConsumerSettings = Field(default_factory=OutcomeConsumerSettings)
     # Set only by the pipeline for one `pulumi up`; without it the stack deploys the version
     # the registry's champion alias names, so a manual `pulumi up` never reverts a release.
     release: ReleaseSettings | None = None
@@ -251,6 +269,11 @@ class ApplicationSettings(_Model):
     def tags(self) -> dict[str, str]:
         """Tags every AWS resource carries (set once on the provider)."""
         return _tags(self.environment)
+
+    @property
+    def consumer_replicas(self) -> int:
+        """Outcome consumers to run: the stack's ``outcomes.replicas``, else the default."""
+        return self.outcomes.replicas or DEFAULT_CONSUMER_REPLICAS[self.environment]
 
 
 def _tags(environment: str) -> dict[str, str]:

@@ -171,3 +171,16 @@ def test_the_service_imports_no_training_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0, f"the service would need training libraries: {done.stderr}"
+
+
+def test_the_outcome_consumer_imports_no_training_library() -> None:
+    """Given the stream consumer the serving image runs (``python -m
+    approvals.features.consumer``), when it is imported in a fresh interpreter, then none of the
+    training-only libraries is loaded."""
+    code = (
+        "import sys, approvals.features.consumer;"
+        f"heavy = set({TRAINING_ONLY!r}) & {{m.split('.')[0] for m in sys.modules}};"
+        "assert not heavy, sorted(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, f"the consumer would need training libraries: {done.stderr}"

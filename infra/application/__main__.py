@@ -3,8 +3,8 @@
 Reads the platform of the same environment through a StackReference (cluster, Redis, bucket,
 service role), resolves the release from the registry (``infra/components/release.py``) and
 declares the namespace and the service's Kubernetes objects, with the feature-loading Job that
-finishes before the Deployment rolls. It creates no AWS resources, so the deploy role that
-runs it needs no rights on the platform.
+finishes before the Deployment rolls, and the outcome stream's consumer beside them. It creates
+no AWS resources, so the deploy role that runs it needs no rights on the platform.
 """
 
 import sys
@@ -18,8 +18,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.artifact_store import MODELS_PREFIX, artifact_bucket_name
+from infra.components.consumer_manifests import ConsumerSpec
 from infra.components.inference_service import InferenceService, InferenceServiceArgs
 from infra.components.manifests import ServiceSpec
+from infra.components.outcome_consumer import OutcomeConsumer, OutcomeConsumerArgs
 from infra.components.release import invoke_reader, resolve_release
 from infra.components.service_identity import SERVICE_ACCOUNT
 from infra.settings import ApplicationSettings, load_settings
@@ -69,12 +71,19 @@ service = InferenceService(
     ),
     pulumi.ResourceOptions(providers=[k8s_provider]),
 )
+sizes = s.outcomes.model_dump(exclude={"replicas"})
+consumer = OutcomeConsumer(
+    f"approvals-{env}-outcomes",
+    OutcomeConsumerArgs(ConsumerSpec(spec, s.consumer_replicas, **sizes), after=[service]),
+    pulumi.ResourceOptions(providers=[k8s_provider]),
+)
 
 pulumi.export("environment", env)
 pulumi.export("modelVersion", release.model_version if release else None)
 pulumi.export("image", release.image if release else None)
 pulumi.export("releaseSource", release.source if release else None)
 pulumi.export("serviceHosts", service.hosts)
+pulumi.export("outcomeConsumer", consumer.deployment)
 pulumi.export("kubeconfig", platform.require_output("kubeconfig"))
 pulumi.export("bucketName", platform.require_output("bucketName"))
 pulumi.export("ecrRepositoryUrl", platform.require_output("ecrRepositoryUrl"))

@@ -90,11 +90,15 @@ class InferenceService(pulumi.ComponentResource):
     def _k8s(
         self, kind: Any, suffix: str, obj: dict[str, Any], depends_on: list[pulumi.Resource]
     ) -> Any:
-        fields = {
-            _snake(key): value for key, value in obj.items() if key not in ("apiVersion", "kind")
-        }
         options = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
-        return kind(f"{self._base}-{suffix}", **fields, opts=options)
+        return declare(kind, f"{self._base}-{suffix}", obj, options)
+
+
+def declare(kind: Any, name: str, obj: dict[str, Any], options: pulumi.ResourceOptions) -> Any:
+    """A Kubernetes object given as plain data (:mod:`infra.components.manifests`) declared as
+    a Pulumi resource of ``kind``."""
+    fields = {_snake(key): value for key, value in obj.items() if key not in ("apiVersion", "kind")}
+    return kind(name, **fields, opts=options)
 
 
 def _snake(key: str) -> str:

@@ -89,9 +89,10 @@ def cpu_cores(quantity: str) -> float:
     return float(quantity)
 
 
-def _meta(
+def object_meta(
     spec: ServiceSpec, name: str, labels: dict[str, str] | None = None, **extra: Any
 ) -> Object:
+    """An object's metadata in the service's namespace (its labels by default)."""
     labels = {**(labels or spec.labels), "app.kubernetes.io/part-of": "approvals"}
     return {"name": name, "namespace": spec.namespace, "labels": labels, **extra}
 
@@ -114,7 +115,7 @@ def service_account(spec: ServiceSpec, role_arn: pulumi.Input[str]) -> Object:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(spec, spec.name, annotations=annotations),
+        "metadata": object_meta(spec, spec.name, annotations=annotations),
         "automountServiceAccountToken": False,
     }
 
@@ -124,13 +125,15 @@ def redis_secret(spec: ServiceSpec, url: pulumi.Input[str], password: pulumi.Inp
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(spec, spec.secret_name),
+        "metadata": object_meta(spec, spec.secret_name),
         "type": "Opaque",
         "stringData": {SECRET_URL_KEY: url, SECRET_PASSWORD_KEY: password},
     }
 
 
-def _redis_env(spec: ServiceSpec) -> list[Object]:
+def redis_env(spec: ServiceSpec) -> list[Object]:
+    """The Redis URL and AUTH token, from the Secret, as the pod's environment."""
+
     def from_secret(key: str) -> Object:
         return {"secretKeyRef": {"name": spec.secret_name, "key": key}}
 
@@ -150,7 +153,7 @@ def _env(spec: ServiceSpec) -> list[Object]:
         "APPROVALS_REQUIRE_FEATURES": str(spec.require_features).lower(),
         "AWS_REGION": spec.region,
     }
-    return [*_redis_env(spec), *({"name": key, "value": value} for key, value in plain.items())]
+    return [*redis_env(spec), *({"name": key, "value": value} for key, value in plain.items())]
 
 
 def _probe(path: str, period: int, failures: int) -> Object:
@@ -162,7 +165,8 @@ def _probe(path: str, period: int, failures: int) -> Object:
     }
 
 
-_CONTAINER_SECURITY: Object = {
+# The hardened contexts every pod of the application runs with (restricted PSS).
+CONTAINER_SECURITY: Object = {
     "runAsNonRoot": True,
     "runAsUser": RUN_AS_USER,
     "runAsGroup": RUN_AS_USER,
@@ -172,7 +176,7 @@ _CONTAINER_SECURITY: Object = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-_POD_SECURITY: Object = {
+POD_SECURITY: Object = {
     "runAsNonRoot": True,
     "runAsUser": RUN_AS_USER,
     "runAsGroup": RUN_AS_USER,
@@ -199,7 +203,7 @@ def _container(spec: ServiceSpec) -> Object:
         "startupProbe": _probe("/livez", 5, 24),
         "livenessProbe": _probe("/livez", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
-        "securityContext": _CONTAINER_SECURITY,
+        "securityContext": CONTAINER_SECURITY,
         # The only writable paths: scratch space and BentoML's Prometheus multiprocess directory.
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
@@ -239,7 +243,7 @@ def deployment(spec: ServiceSpec) -> Object:
         # No Docker-link variables: a Service named approvals-grpc would otherwise inject
         # APPROVALS_GRPC_PORT=tcp://... into the pod, which the service reads as its port.
         "enableServiceLinks": False,
-        "securityContext": _POD_SECURITY,
+        "securityContext": POD_SECURITY,
         "containers": [_container(spec)],
         "volumes": [
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -251,7 +255,7 @@ def deployment(spec: ServiceSpec) -> Object:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(spec, spec.name),
+        "metadata": object_meta(spec, spec.name),
         # No `replicas`: the HorizontalPodAutoscaler owns the count. Setting it here would reset
         # the scaled-out Deployment to the minimum on every release.
         "spec": {
@@ -282,7 +286,7 @@ def service(spec: ServiceSpec, protocol: str) -> Object:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(spec, f"{spec.name}-{protocol}", annotations=annotations),
+        "metadata": object_meta(spec, f"{spec.name}-{protocol}", annotations=annotations),
         "spec": {
             "type": spec.service_type,
             "selector": spec.labels,
@@ -305,7 +309,7 @@ def autoscaler(spec: ServiceSpec) -> Object:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(spec, spec.name),
+        "metadata": object_meta(spec, spec.name),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
             "minReplicas": spec.min_replicas,
@@ -321,12 +325,12 @@ def disruption_budget(spec: ServiceSpec) -> Object:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(spec, spec.name),
+        "metadata": object_meta(spec, spec.name),
         "spec": {"minAvailable": spec.pdb_min_available, "selector": {"matchLabels": spec.labels}},
     }
 
 
-_DNS_AND_REDIS: tuple[Object, ...] = (
+DNS_AND_REDIS: tuple[Object, ...] = (
     {"protocol": "UDP", "port": 53},
     {"protocol": "TCP", "port": 53},
     {"protocol": "TCP", "port": REDIS_PORT},
@@ -336,11 +340,11 @@ _DNS_AND_REDIS: tuple[Object, ...] = (
 def network_policy(spec: ServiceSpec) -> Object:
     """Admit only the served ports; let out only DNS, Redis and HTTPS (S3, STS)."""
     ingress_ports = [{"protocol": "TCP", "port": port} for port in (HTTP_PORT, GRPC_PORT)]
-    egress_ports = [*_DNS_AND_REDIS, {"protocol": "TCP", "port": 443}]
+    egress_ports = [*DNS_AND_REDIS, {"protocol": "TCP", "port": 443}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(spec, spec.name),
+        "metadata": object_meta(spec, spec.name),
         "spec": {
             "podSelector": {"matchLabels": spec.labels},
             "policyTypes": ["Ingress", "Egress"],
@@ -369,26 +373,26 @@ def feature_job(spec: ServiceSpec) -> Object:
         "imagePullPolicy": "Always",
         # args, not command: the image's entrypoint activates its environment, then runs them
         "args": ["python", "-m", "approvals.features.preload", "--model-tag", spec.model_tag],
-        "env": [*_redis_env(spec), {"name": "APPROVALS_LOG_LEVEL", "value": spec.log_level}],
+        "env": [*redis_env(spec), {"name": "APPROVALS_LOG_LEVEL", "value": spec.log_level}],
         "resources": {
             "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
             "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
         },
-        "securityContext": _CONTAINER_SECURITY,
+        "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
     pod = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": _POD_SECURITY,
+        "securityContext": POD_SECURITY,
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(spec, feature_job_name(spec), spec.loader_labels),
+        "metadata": object_meta(spec, feature_job_name(spec), spec.loader_labels),
         "spec": {
             "backoffLimit": 3,
             "activeDeadlineSeconds": 1800,
@@ -399,11 +403,11 @@ def feature_job(spec: ServiceSpec) -> Object:
 
 def loader_network_policy(spec: ServiceSpec) -> Object:
     """The loader takes no traffic and talks only to DNS and Redis."""
-    egress_ports = list(_DNS_AND_REDIS)
+    egress_ports = list(DNS_AND_REDIS)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(spec, f"{spec.name}-features", spec.loader_labels),
+        "metadata": object_meta(spec, f"{spec.name}-features", spec.loader_labels),
         "spec": {
             "podSelector": {"matchLabels": spec.loader_labels},
             "policyTypes": ["Ingress", "Egress"],

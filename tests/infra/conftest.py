@@ -48,14 +48,20 @@ def _variant(tmp: Path, project: str, stack: str, extra: dict[str, Any], tag: st
 
 
 @pytest.fixture(scope="session")
-def harness_env(pytestconfig: pytest.Config) -> dict[str, str]:
+def harness_env(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """Environment for program runs: bytecode cached under .pytest_cache.
 
     pulumi_aws and pulumi_kubernetes are large; compiling them on every run costs ~9 s of CPU
-    per process when PYTHONDONTWRITEBYTECODE is set, so the runs keep their own pycache.
+    per process when PYTHONDONTWRITEBYTECODE is set, so the runs keep their own pycache (for
+    this session only when the cache provider is off: ``-p no:cacheprovider``).
     """
-    assert pytestconfig.cache is not None, "pytest's cache provider is enabled"
-    prefix = pytestconfig.cache.mkdir("infra-pycache")
+    cache = getattr(pytestconfig, "cache", None)
+    if cache is not None:
+        prefix = cache.mkdir("infra-pycache")
+    else:
+        prefix = tmp_path_factory.mktemp("infra-pycache")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {**env, "PYTHONPYCACHEPREFIX": str(prefix)}
 

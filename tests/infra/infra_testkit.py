@@ -63,6 +63,24 @@ class StackRun:
             if r["type"].startswith("kubernetes:") and r["inputs"].get("kind") == kind
         ]
 
+    def named(self, kind: str, name: str) -> dict[str, Any]:
+        """The Kubernetes object of one kind and name (fails the test if not exactly one)."""
+        found = [o for o in self.kind(kind) if o["metadata"]["name"] == name]
+        assert len(found) == 1, f"{self.name}: expected one {kind} {name}, found {len(found)}"
+        return found[0]
+
+    def urn_of(self, kind: str, name: str) -> str:
+        """The URN of the Kubernetes object of one kind and name."""
+        found = [
+            r["urn"]
+            for r in self.resources
+            if r["type"].startswith("kubernetes:")
+            and r["inputs"].get("kind") == kind
+            and r["inputs"]["metadata"]["name"] == name
+        ]
+        assert len(found) == 1, f"{self.name}: expected one {kind} {name}, found {len(found)}"
+        return found[0]
+
     def output(self, key: str) -> Any:
         """Resolved value of a stack output."""
         return self.outputs[key]["value"]

@@ -54,22 +54,24 @@ def test_every_kind_is_rendered(app: StackRun) -> None:
             "ServiceAccount",
             "Secret",
             "Deployment",
+            "Deployment",
             "Service",
             "Service",
             "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
             "NetworkPolicy",
             "NetworkPolicy",
+            "NetworkPolicy",
             "Job",
         ]
-    ), f"{run.name}: the service's objects"
+    ), f"{run.name}: the service's and the outcome consumer's objects"
 
 
 def test_objects_match_the_cluster_schema(app: StackRun, rendered: Path) -> None:
     run = app
     version = _kubernetes_version(run.name)
     documents = list(yaml.safe_load_all((rendered / f"{run.name}.yaml").read_text()))
-    assert len(documents) == 11, "all objects rendered"
+    assert len(documents) == 13, "all objects rendered"
     for document in documents:
         try:
             kubernetes_validate.validate(document, version, strict=True)
@@ -78,7 +80,7 @@ def test_objects_match_the_cluster_schema(app: StackRun, rendered: Path) -> None
 
 
 def test_schema_validation_can_fail(app_runs: dict[str, StackRun]) -> None:
-    (deployment,) = app_runs["dev"].kind("Deployment")
+    deployment = app_runs["dev"].named("Deployment", "approvals")
     broken = json.loads(json.dumps(deployment))
     broken["spec"]["revisionHistoryLimit"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):

@@ -15,6 +15,8 @@ from infra_testkit import EXISTING_PROVIDER, GITHUB_REPO, StackRun, image_of, st
 
 from infra.components.manifests import cpu_cores
 
+SERVICE = "approvals"  # the service's Deployment (the outcome consumer's is approvals-outcomes)
+
 COMPONENTS = {
     "Network",
     "Cluster",
@@ -185,7 +187,7 @@ def test_irsa_role_reads_only_models_registry_and_secret(run: StackRun) -> None:
 
 def test_deployment_runs_the_bento_with_its_contract(app: StackRun) -> None:
     run = app
-    (deployment,) = run.kind("Deployment")
+    deployment = run.named("Deployment", SERVICE)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == image_of(run.name, "v1"), "the champion's recorded image"
@@ -319,7 +321,7 @@ def test_bad_stack_file_fails_the_program_with_the_key(tmp_path: Path, run_progr
 
 def test_the_autoscaler_alone_owns_the_replica_count(app: StackRun) -> None:
     run = app
-    (deployment,) = run.kind("Deployment")
+    deployment = run.named("Deployment", SERVICE)
     assert "replicas" not in deployment["spec"], "a release must not reset the HPA's count"
     (hpa,) = run.kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "HPA target"
@@ -327,7 +329,7 @@ def test_the_autoscaler_alone_owns_the_replica_count(app: StackRun) -> None:
 
 def test_pods_get_no_service_link_variables(app: StackRun) -> None:
     run = app
-    (deployment,) = run.kind("Deployment")
+    deployment = run.named("Deployment", SERVICE)
     pod = deployment["spec"]["template"]["spec"]
     assert pod["enableServiceLinks"] is False, "APPROVALS_GRPC_PORT=tcp://... is not injected"
 
@@ -378,7 +380,7 @@ def test_cluster_admins_come_from_the_stack_file(run: StackRun) -> None:
 def test_features_are_loaded_before_the_service_rolls(app: StackRun) -> None:
     run = app
     (job,) = run.kind("Job")
-    (deployment,) = run.kind("Deployment")
+    deployment = run.named("Deployment", SERVICE)
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     (service,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -396,7 +398,7 @@ def test_features_are_loaded_before_the_service_rolls(app: StackRun) -> None:
         for r in run.resources
         if r["type"].startswith("kubernetes:")
     }
-    rollout = next(r for r in run.resources if r["urn"] == urns["Deployment"])
+    rollout = next(r for r in run.resources if r["urn"] == run.urn_of("Deployment", SERVICE))
     assert urns["Job"] in rollout["dependencies"], "the Deployment waits for the Job to finish"
     loader = next(
         p for p in run.kind("NetworkPolicy") if p["metadata"]["name"].endswith("-features")
@@ -414,7 +416,7 @@ def test_features_are_loaded_before_the_service_rolls(app: StackRun) -> None:
 
 def test_staging_and_prod_are_not_ready_without_features(app: StackRun) -> None:
     run = app
-    (deployment,) = run.kind("Deployment")
+    deployment = run.named("Deployment", SERVICE)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["APPROVALS_REQUIRE_FEATURES"] == ("false" if run.name == "dev" else "true"), (
@@ -454,18 +456,20 @@ def test_before_the_first_release_nothing_waits_on_an_image(app_runs: dict[str, 
     assert kinds == sorted([
         "Namespace", "ServiceAccount", "Secret", "Service", "Service",
         "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy",
+        "NetworkPolicy",
     ]), "no Deployment and no Job: nothing can hang waiting for a missing image"  # fmt: skip
     for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         resource = next(r for r in first.resources if r["inputs"].get("kind") == kind)
         assert not any("Deployment" in d for d in resource["dependencies"]), kind
     assert first.output("modelVersion") is None and first.output("image") is None
+    assert first.output("outcomeConsumer") is None, "no consumer before the first image"
 
 
 def test_the_pipeline_names_the_version_and_the_registry_names_its_image(
     app_runs: dict[str, StackRun],
 ) -> None:
     release = app_runs["dev+release"]
-    (deployment,) = release.kind("Deployment")
+    deployment = release.named("Deployment", SERVICE)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == image_of("dev", "v2"), "v2's own recorded image"
     (job,) = release.kind("Job")

@@ -108,6 +108,9 @@ def test_environments_differ_as_data() -> None:
         ("application", ("service", "imageTag"), "0.1.0", "approvals:service.imageTag"),
         ("application", ("release", "modelVersion"), "v 1", "approvals:release.modelVersion"),
         ("application", ("platformStack",), "dev", "approvals:platformStack"),
+        ("application", ("outcomes", "replicas"), 0, "approvals:outcomes.replicas"),
+        ("application", ("outcomes", "batch"), 5000, "approvals:outcomes.batch"),
+        ("application", ("outcomes", "memoryLimit"), "lots", "approvals:outcomes.memoryLimit"),
     ],
 )  # fmt: skip
 def test_bad_value_names_the_key(
@@ -139,6 +142,16 @@ def test_inconsistent_values_are_refused(path: tuple[str, ...], value: Any, reas
     with pytest.raises(SettingsError) as caught:
         parse_settings(raw, PlatformSettings)
     assert reason in str(caught.value), f"message should explain {reason!r}: {caught.value}"
+
+
+def test_outcome_consumers_default_to_one_in_dev_and_two_beyond() -> None:
+    for stack, replicas in (("dev", 1), ("staging", 2), ("prod", 2)):
+        raw = _broken(stack, ("outcomes",), _DELETE, "application")
+        app = parse_settings(raw, ApplicationSettings)
+        assert app.consumer_replicas == replicas, f"{stack}: default consumer replicas"
+        assert app.outcomes.batch == 500, "the worker's default batch"
+    raw = _broken("prod", ("outcomes", "replicas"), 4, "application")
+    assert parse_settings(raw, ApplicationSettings).consumer_replicas == 4, "the stack's own"
 
 
 def test_pdb_must_let_nodes_drain() -> None:

@@ -344,3 +344,8 @@ def _materialize(
         )
     step(f"feature state of model {package.model_version} up to {package.spec.state_end}")
     return materialize(package.state(), settings, ttl=ttl, progress=step, allow_older=allow_older)
+
+
+from approvals.cli.outcomes import app as outcomes_app  # noqa: E402
+
+app.add_typer(outcomes_app, name="outcomes")
