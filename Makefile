@@ -68,9 +68,18 @@ bench: install redis-bin ## serving benchmark: model cost vs raw Booster, CPU/ca
 	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }
 	$(RUN) python bench/serving.py --model $(MODEL_DIR) --data $(DEMO_DIR)/sim/attempts.parquet --seconds $${BENCH_SECONDS:-10}
 
+.PHONY: bench-ingestion
+bench-ingestion: install redis-bin ## ReportOutcomes through the service: outcomes/s vs direct apply and round-trip floor, Score p99 with and without ingestion
+	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }
+	$(RUN) python bench/ingestion.py --model $(MODEL_DIR) --data $(DEMO_DIR)/sim/attempts.parquet --seconds $${BENCH_SECONDS:-10}
+
 .PHONY: bench-outcomes
 bench-outcomes: install redis-bin ## live outcomes: apply_outcomes throughput vs a round-trip floor, bytes per key (throwaway Redis)
 	$(RUN) python bench/outcomes.py
+
+.PHONY: bench-adaptation
+bench-adaptation: install redis-bin ## outages: routing with live outcomes vs frozen features vs the oracle, through the served model (about 6 min; ADAPTATION_ARGS="--seed 8")
+	$(RUN) python bench/adaptation.py $(ADAPTATION_ARGS)
 
 .PHONY: profile
 profile: install redis-bin ## where a serving worker's CPU goes under Score load (py-spy, by stage; PROFILE_PROTOCOL=grpc|http PROFILE_RPS=300)

@@ -2,7 +2,8 @@
 
 ``simulate(n_payments, seed, days)`` plays a seeded world of issuers (by BIN), merchants,
 routes and cards through a chain of decline mechanisms and the static retry policy, and
-returns the observed attempts (contract columns and labels) with their counterfactual truth.
+returns the observed attempts (contract columns and labels) with their counterfactual truth
+and the outage windows behind their 91/96 declines.
 ``write(sim, out_dir)`` stores it atomically. See ``dynamics`` for the mechanisms.
 """
 
@@ -60,13 +61,15 @@ def simulate(
     routes = frames.routes_frame(counterfactual.route_table(model, deaths))
     retries = frames.retries_frame(counterfactual.retry_table(model, deaths, first))
     truth = frames.truth_frame(attempts, arrays)
-    manifest = _manifest(seed, days, attempts, routes, retries)
-    return Simulation(attempts, truth, routes, retries, manifest)
+    outages = frames.outages_frame(model, START)
+    manifest = _manifest(seed, days, attempts, routes, retries, outages)
+    return Simulation(attempts, truth, routes, retries, outages, manifest)
 
 
 def _manifest(
-    seed: int, days: int, attempts: pd.DataFrame, routes: pd.DataFrame, retries: pd.DataFrame
-) -> dict[str, Any]:
+    seed: int, days: int, attempts: pd.DataFrame, routes: pd.DataFrame, retries: pd.DataFrame,
+    outages: pd.DataFrame,
+) -> dict[str, Any]:  # fmt: skip
     first = attempts["attempt_number"] == 1
     return {
         "generator_version": GENERATOR_VERSION,
@@ -79,6 +82,7 @@ def _manifest(
             "retries": int((~first).sum()),
             "routes_rows": len(routes),
             "retries_rows": len(retries),
+            "outages_rows": len(outages),
         },
         "approval_rate": {
             "first_attempt": float(attempts.loc[first, "approved"].mean()),

@@ -129,6 +129,39 @@ def routes_frame(table: dict[str, Array]) -> pd.DataFrame:
     )
 
 
+OUTAGE_KINDS = ("route", "issuer", "issuer_route")  # world.Outages.kind 0, 1, 2
+OUTAGE_CODES = ("96", "91", "91")
+
+
+def outages_frame(model: Model, start: datetime) -> pd.DataFrame:
+    """The outage windows, by start time: what declined attempts 96 or 91, where and when.
+
+    Columns: ``outage_id``, ``kind`` (``route``: every attempt on the route; ``issuer``:
+    every attempt of the issuer's cards; ``issuer_route``: the issuer's cards on the route),
+    ``response_code`` (96 or 91), ``route_id`` (null for issuer outages), ``issuer_id`` and
+    ``card_bins`` (the issuer's BINs; null and empty for route outages), ``start_time`` and
+    ``end_time`` (UTC; an attempt at ``start_time <= t < end_time`` is exposed) and
+    ``severity`` (share of exposed attempts declined).
+    """
+    out, bins = model.world.outages, model.world.bins
+    order = np.lexsort((np.arange(out.kind.size), out.start))
+    bank = out.bank[order]
+    by_bank = [bins.bin[bins.bank == b].tolist() for b in range(model.world.banks.base.size)]
+    return pd.DataFrame(
+        {
+            "outage_id": ids("o", np.arange(order.size), 5),
+            "kind": _cat(out.kind[order], OUTAGE_KINDS),
+            "response_code": _cat(out.kind[order], OUTAGE_CODES),
+            "route_id": _cat(out.route[order], [r.route_id for r in tables.ROUTES]),
+            "issuer_id": _cat(bank, ids("i", np.arange(len(by_bank)), 4)),
+            "card_bins": pd.Series([by_bank[b] if b >= 0 else [] for b in bank], dtype=object),
+            "start_time": timestamps(start, out.start[order]),
+            "end_time": timestamps(start, out.end[order]),
+            "severity": out.severity[order],
+        }
+    )
+
+
 def retries_frame(table: dict[str, Array]) -> pd.DataFrame:
     """Counterfactual second attempts of declined first attempts."""
     frame = routes_frame(table)

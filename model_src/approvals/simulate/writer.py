@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-FILES = ("attempts", "truth", "routes", "retries")
+FILES = ("attempts", "truth", "routes", "retries", "outages")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Simulation:
             attempt on every route its merchant can use.
         retries: ``attempt_id``, ``payment_id``, ``route_id``, ``delay_hours``, ``p_approve``:
             a second attempt after each declined first attempt.
+        outages: the route, issuer and issuer x route outage windows that declined attempts
+            96 or 91 (:func:`approvals.simulate.frames.outages_frame`).
         manifest: seed, counts, period, generator version, routes and parameters.
     """
 
@@ -38,6 +40,7 @@ class Simulation:
     truth: pd.DataFrame
     routes: pd.DataFrame
     retries: pd.DataFrame
+    outages: pd.DataFrame
     manifest: dict[str, Any]
 
 

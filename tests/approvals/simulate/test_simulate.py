@@ -16,6 +16,7 @@ from approvals.contract import COLUMNS, validate_frame
 from approvals.simulate import Simulation, dynamics, simulate, tables, write
 from approvals.simulate.payments import draw_payments
 from approvals.simulate.world import build_world
+from approvals.simulate.writer import FILES
 
 N = 30_000
 HARD = {"14", "41", "43", "54", "57", "R1"}
@@ -36,7 +37,7 @@ def first(sim: Simulation) -> pd.DataFrame:
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
     a, b, c = simulate(1500, seed=5), simulate(1500, seed=5), simulate(1500, seed=6)
-    for name in ("attempts", "truth", "routes", "retries"):
+    for name in FILES:
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
     assert a.manifest == b.manifest, "the manifest is a function of the seed"
     assert not a.attempts["approved"].equals(c.attempts["approved"]), "another seed differs"
@@ -176,11 +177,47 @@ def test_retry_dynamics(sim: Simulation) -> None:
     assert retried.loc[retried["previous_response_code"] == "51", "approved"].mean() > 0.05
 
 
+def _exposed(attempts: pd.DataFrame, windows: pd.DataFrame) -> pd.Series:
+    """Attempts inside at least one of the windows (``start_time <= t <= end_time``)."""
+    inside = pd.Series(False, index=attempts.index)
+    for w in windows.itertuples():
+        inside |= attempts["event_time"].between(w.start_time, w.end_time)
+    return inside
+
+
+def test_outage_windows_explain_every_91_and_96(sim: Simulation) -> None:
+    # given the simulation's outage windows and its attempts
+    out, a = sim.outages, sim.attempts
+    assert set(out["kind"]) == {"route", "issuer", "issuer_route"}, "all three kinds drawn"
+    assert (out["start_time"] < out["end_time"]).all(), "every window has start < end"
+    assert out["severity"].between(0, 1, inclusive="neither").all(), "severity is a share"
+    assert str(out["start_time"].dt.tz) == "UTC", "UTC timestamps"
+    route = out["kind"] == "route"
+    assert out.loc[route, "route_id"].notna().all(), "route outages name their route"
+    assert out.loc[~route, "card_bins"].map(len).gt(0).all(), "issuer outages name their BINs"
+    assert out.loc[out["kind"] == "issuer", "route_id"].isna().all(), "issuer-wide: no route"
+    # then every 96 lies in a route window of its route, and most attempts there are 96s
+    for route_id, windows in out[route].groupby("route_id"):
+        on_route = a[a["route_id"] == route_id]
+        inside = _exposed(on_route, windows)
+        assert not on_route.loc[~inside, "response_code"].eq("96").any(), f"{route_id}: stray 96"
+        share = on_route.loc[inside, "response_code"].eq("96").mean()
+        assert share > 0.3, f"{route_id}: {share:.2f} of attempts in its outages declined 96"
+    # and every 91 lies in an issuer window of its BIN (issuer-wide, or on its route)
+    issuer = out[~route].explode("card_bins")
+    for row in a[a["response_code"] == "91"].itertuples():
+        mine = issuer[(issuer["card_bins"] == row.card_bin)
+                      & issuer["route_id"].isin([None, row.route_id])]  # fmt: skip
+        hit = (mine["start_time"] <= row.event_time) & (row.event_time <= mine["end_time"])
+        assert hit.any(), f"{row.attempt_id}: a 91 outside its issuer's outages"
+
+
 def test_write_is_atomic(tmp_path: Path) -> None:
     small = simulate(300, seed=2)
     out = write(small, tmp_path / "sim")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([*(f"{n}.parquet" for n in ("attempts", "truth", "routes", "retries")),
+    assert names == sorted([*(f"{n}.parquet" for n in ("attempts", "truth", "routes", "retries",
+                                                       "outages")),
                             "manifest.json"]), "all files"  # fmt: skip
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     broken = replace(simulate(200, seed=3), manifest={"bad": object()})
@@ -191,6 +228,9 @@ def test_write_is_atomic(tmp_path: Path) -> None:
     back = pd.read_parquet(out / "attempts.parquet")
     validate_frame(back, labels=True)
     assert len(back) == len(small.attempts), "round trip"
+    outages = pd.read_parquet(out / "outages.parquet")
+    assert len(outages) == small.manifest["counts"]["outages_rows"], "outages round trip"
+    assert outages["start_time"].equals(small.outages["start_time"]), "UTC times kept"
 
 
 def test_cli_simulates_and_rejects_bad_input(
