@@ -8,7 +8,9 @@ run on the same connection:
 - outcomes/s of ``apply_outcomes`` and ms per batch (Python validation and arguments apart),
   against one EVAL of a script that only reads its arguments (the round trip and the transfer
   of the same bytes: what no apply can beat);
-- ms per batch of the same outcomes reported again (all duplicates: marker checks only);
+- ms per batch of the same outcomes reported again (all duplicates: marker checks only, one
+  script call), and of a batch half of which repeats outcomes applied before (the script finds
+  them, writes nothing, and a second call applies the rest);
 - bytes per key of each family after the replay (``MEMORY USAGE``), and per dedup marker.
 
 Usage: ``make bench-outcomes`` (``python bench/outcomes.py [--payments N] [--batch 500]``).
@@ -85,6 +87,7 @@ def run(url: str, payments: int, batch: int, seed: int) -> None:
     repeat = 1000 * (time.perf_counter() - start)
     print(f"the same batch again: {again.duplicates} duplicates in {repeat:.1f} ms "
           f"({repeat / per['floor']:.1f}x the floor)")  # fmt: skip
+    _half_repeats(conn, settings.prefix, batches[-1])
     base = f"{settings.prefix}:{version}:"
     for family in FAMILIES:
         keys = list(conn.scan_iter(match=f"{base}{family.name}:*", count=5000))
@@ -95,6 +98,17 @@ def run(url: str, payments: int, batch: int, seed: int) -> None:
     markers = list(conn.scan_iter(match=f"{base}seen:*", count=5000))[:2000]
     print(f"  dedup marker   bytes/key mean "
           f"{np.mean([conn.memory_usage(k, samples=0) for k in markers]):.0f}")  # fmt: skip
+
+
+def _half_repeats(conn: redis.Redis, prefix: str, applied: list[dict[str, Any]]) -> None:
+    """Time a batch whose first half was applied before and whose second half is new."""
+    half = len(applied) // 2
+    fresh = [{**row, "attempt_id": f"{row['attempt_id']}-again"} for row in applied[half:]]
+    start = time.perf_counter()
+    result = apply_outcomes(conn, applied[:half] + fresh, prefix=prefix)
+    spent = 1000 * (time.perf_counter() - start)
+    print(f"half repeats: {result.applied} applied, {result.duplicates} duplicates in "
+          f"{spent:.1f} ms (two script calls)")  # fmt: skip
 
 
 def main() -> None:

@@ -17,15 +17,15 @@ import redis
 from approvals.contract import validate_frame
 from approvals.errors import ContractError, UserError
 from approvals.features import counts_for, frame_columns
-from approvals.features.definitions import FAMILY_BY_NAME
+from approvals.features.definitions import FAMILIES, FAMILY_BY_NAME
 from approvals.features.derive import FeatureSpec, categorical_values, feature_columns, fit_vocab
 from approvals.features.materialize import materialize
 from approvals.features.online import OnlineFeatureStore
-from approvals.features.outcomes import apply_outcomes
+from approvals.features.outcomes import OutcomeWriter, apply_outcomes, validate_outcomes
 from approvals.features.redis_settings import RedisSettings
 from approvals.features.row import RowFeatures
 from approvals.features.state import FeatureState, build_state
-from approvals.features.tiles import TILES, US, epoch_us, parse_value, tile_spans
+from approvals.features.tiles import TILES, US, epoch_us, family_key, parse_value, tile_spans
 from dev.redis_server import RedisServer
 from tests.approvals.factories import random_attempts
 from tests.approvals.features.test_online import records, settings_for, split
@@ -163,6 +163,44 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def materialize_mismatches(
+    conn: redis.Redis, settings: RedisSettings, events: pd.DataFrame, touched: pd.DataFrame
+) -> tuple[int, list[str]]:
+    """Keys of ``touched`` whose live value differs from what materialize writes for ``events``
+    (tile starts, head, integer counters exactly; sums of logs to 1e-9): how many were
+    compared, and the differing ones."""
+    fresh = settings_for(settings.url, timeout_ms=5000)
+    materialize(build_state(events), fresh)
+    checked, bad = 0, []
+    for family in FAMILIES:
+        counted = len(family.counters)
+        exact = [j for j, c in enumerate(family.counters) if not c.endswith("slog")]
+        for values in touched[list(family.keys)].drop_duplicates().itertuples(index=False):
+            relkey = family_key(family, values)
+            ours, theirs = (parse_value(live_value(conn, s, relkey)) for s in (settings, fresh))
+            same = (
+                ours.starts == theirs.starts
+                and ours.last_code == theirs.last_code
+                and np.array_equal(ours.last_us, theirs.last_us, equal_nan=True)
+                and [ours.life[j] for j in exact] == [theirs.life[j] for j in exact]
+                and np.allclose(ours.life[:counted], theirs.life[:counted], rtol=0, atol=1e-9)
+            )
+            for mine, other in zip(ours.sums, theirs.sums, strict=True):
+                left, right = np.array(mine).reshape(-1, 8), np.array(other).reshape(-1, 8)
+                same = same and left.shape == right.shape
+                same = same and np.array_equal(left[:, exact], right[:, exact])
+                same = same and np.allclose(left[:, :counted], right[:, :counted], atol=1e-9)
+            checked += 1
+            if not same:
+                bad.append(relkey)
+    return checked, bad
+
+
+def script_calls(conn: redis.Redis) -> int:
+    """EVALSHA calls this Redis has served."""
+    return int(conn.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
 # --- the heart: parity with the offline SQL while outcomes stream in -----------------------
 
 
@@ -231,6 +269,141 @@ def test_applied_values_equal_what_materialize_writes_for_the_same_outcomes(
     assert checked > 50
 
 
+# --- the shapes a batch can take: shared keys, order, old tiles, repeats ---------------------
+
+
+def test_a_batch_whose_outcomes_all_hit_one_shared_key_adds_them_all(
+    redis_url: str, factory: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    # Given the history materialized, and a batch whose outcomes share one BIN, route and
+    # merchant (many outcomes, many tiles, one key per shared family)
+    history, later, state = factory
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    conn = redis.Redis.from_url(redis_url)
+    top = {k: history[k].mode()[0] for k in ("card_bin", "route_id", "merchant_id")}
+    batch = later.head(300).assign(**top)
+    # When it is applied in one call
+    result = apply_outcomes(conn, outcome_rows(batch), prefix=settings.prefix)
+    assert (result.applied, result.duplicates, result.late) == (300, 0, 0)
+    # Then every key it touched holds what materialize writes for history and batch
+    events = pd.concat([history, batch], ignore_index=True)
+    checked, bad = materialize_mismatches(conn, settings, events, batch)
+    assert checked > 150 and bad == [], f"{len(bad)} keys differ, e.g. {bad[:3]}"
+
+
+def test_outcomes_out_of_time_order_within_a_batch_count_as_in_order(
+    redis_url: str, factory: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    # Given a batch in shuffled order (times spread over hours, some tied)
+    history, later, state = factory
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    conn = redis.Redis.from_url(redis_url)
+    batch = later.head(200).sample(frac=1.0, random_state=3)
+    assert not batch["event_time"].is_monotonic_increasing
+    # When it is applied
+    assert apply_outcomes(conn, outcome_rows(batch), prefix=settings.prefix).applied == 200
+    # Then the store is what materialize writes, and readers agree with the SQL
+    events = pd.concat([history, batch], ignore_index=True)
+    checked, bad = materialize_mismatches(conn, settings, events, batch)
+    assert checked > 100 and bad == [], f"{len(bad)} keys differ, e.g. {bad[:3]}"
+    frame = probes(later, batch["event_time"].max())
+    online = OnlineFeatureStore(settings).counts(records(frame))
+    assert counter_mismatches(counts_for(frame, events), online.counts) == []
+
+
+def test_an_outcome_in_a_tile_older_than_the_stored_ones_gets_its_own_tile(
+    redis_url: str, factory: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    # Given a BIN x route key, and outcomes for it before its oldest stored 6-hour tile, in a
+    # gap between its hourly tiles, and at the newest time (all inside their windows)
+    history, _, state = factory
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    conn = redis.Redis.from_url(redis_url)
+    family = FAMILY_BY_NAME["bin_route"]
+    end = history["event_time"].max()
+    template = history.loc[history["event_time"] == end].head(1)
+    key = template[list(family.keys)].iloc[0].tolist()
+    stored = parse_value(live_value(conn, settings, family_key(family, key)))
+    six, hour = TILES.index(6 * 3600), TILES.index(3600)
+    end_s = epoch_us(end.to_pydatetime()) // US
+    before_oldest = min(stored.starts[six]) - 6 * 3600 + 60
+    assert before_oldest >= end_s - end_s % (6 * 3600) - 7 * 86400, "inside the 7-day window"
+    hours = stored.starts[hour]
+    gaps = [a + 3600 for a, b in itertools.pairwise(hours) if b - a > 3600]
+    times = [before_oldest, *(gaps[:1] or [hours[0] - 3600]), end_s]
+    batch = pd.concat([template] * len(times), ignore_index=True).assign(
+        event_time=[pd.Timestamp(t, unit="s") for t in times],
+        attempt_id=[f"old{i}" for i in range(len(times))],
+        card_fingerprint=[f"old-card-{i}" for i in range(len(times))],
+    )
+    # When they are applied
+    result = apply_outcomes(conn, outcome_rows(batch), prefix=settings.prefix)
+    assert (result.applied, result.late) == (len(times), 0)
+    # Then the key has tiles for them, holding the suffix sums materialize computes
+    after = parse_value(live_value(conn, settings, family_key(family, key)))
+    assert min(after.starts[six]) < min(stored.starts[six]), "no tile before the oldest one"
+    events = pd.concat([history, batch], ignore_index=True)
+    checked, bad = materialize_mismatches(conn, settings, events, batch)
+    assert checked > 0 and bad == [], f"{len(bad)} keys differ, e.g. {bad[:3]}"
+
+
+def test_a_batch_mixing_repeats_late_and_new_outcomes_applies_only_the_new_ones(
+    redis_url: str, factory: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    # Given 20 outcomes applied, then a batch repeating 10 of them, with 3 late ones and 20
+    # new ones (the script finds what the first call did not expect: a second call applies)
+    history, later, state = factory
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    conn = redis.Redis.from_url(redis_url)
+    first, new = later.iloc[:20], later.iloc[20:40]
+    late = later.iloc[40:43].assign(
+        event_time=history["event_time"].min(), attempt_id=["late1", "late2", "late3"]
+    )
+    assert apply_outcomes(conn, outcome_rows(first), prefix=settings.prefix).applied == 20
+    batch = pd.concat([first.iloc[10:], late, new], ignore_index=True)
+    calls = script_calls(conn)
+    # When the batch is applied
+    result = apply_outcomes(conn, outcome_rows(batch), prefix=settings.prefix)
+    # Then only the new ones count, in two script calls
+    assert (result.applied, result.duplicates, result.late) == (20, 10, 3)
+    assert result.statuses == "d" * 10 + "l" * 3 + "a" * 20
+    assert script_calls(conn) - calls == 2, "one call that found repeats, one that applied"
+    # (keys the last write skipped may keep tiles materialize would drop: readers never ask)
+    events = pd.concat([history, first, new], ignore_index=True)
+    checked, bad = materialize_mismatches(conn, settings, events, new)
+    assert checked > 50 and bad == [], f"{len(bad)} keys differ, e.g. {bad[:3]}"
+    # And the same batch once more is all repeats and late ones, found in one call
+    calls = script_calls(conn)
+    again = apply_outcomes(conn, outcome_rows(batch), prefix=settings.prefix)
+    assert (again.applied, again.duplicates, again.late) == (0, 30, 3)
+    assert script_calls(conn) - calls == 1
+
+
+def test_the_asyncio_writer_applies_a_batch_with_repeats(
+    redis_url: str, factory: tuple[pd.DataFrame, pd.DataFrame, FeatureState]
+) -> None:
+    _, later, state = factory
+    settings = settings_for(redis_url, timeout_ms=5000)
+    materialize(state, settings)
+    rows = outcome_rows(later.head(30))
+
+    async def apply_twice() -> tuple[Any, Any]:
+        writer = OutcomeWriter(settings)
+        try:
+            first = await writer.apply(validate_outcomes(rows[:10]))
+            return first, await writer.apply(validate_outcomes(rows))
+        finally:
+            await writer.aclose()
+
+    first, second = asyncio.new_event_loop().run_until_complete(apply_twice())
+    assert (first.applied, second.applied, second.duplicates) == (10, 20, 10)
+    assert second.statuses == "d" * 10 + "a" * 20
+
+
 # --- idempotency and atomicity --------------------------------------------------------------
 
 
@@ -282,7 +455,7 @@ def test_a_batch_with_a_bad_outcome_applies_nothing_and_names_the_field(
     assert snapshot(conn, settings.prefix) == before, "part of a rejected batch was applied"
 
 
-@pytest.mark.parametrize("damage", ["not whole records", "another type"])
+@pytest.mark.parametrize("damage", ["not whole records", "another type", "tiles out of order"])
 def test_a_failure_inside_the_script_leaves_the_version_untouched(
     redis_url: str, factory: tuple[pd.DataFrame, pd.DataFrame, FeatureState], damage: str
 ) -> None:
@@ -296,6 +469,10 @@ def test_a_failure_inside_the_script_leaves_the_version_untouched(
     if damage == "another type":
         conn.delete(key)
         conn.rpush(key, "x")
+    elif damage == "tiles out of order":
+        value = conn.get(key)
+        assert isinstance(value, bytes) and len(value) >= 3 * 80, "a route with two tiles"
+        conn.set(key, value[:80] + value[160:240] + value[80:160] + value[240:], keepttl=True)
     else:
         conn.append(key, b"xyz")
     before = snapshot(conn, settings.prefix)
