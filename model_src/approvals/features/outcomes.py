@@ -44,7 +44,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from string import Template
 from typing import TYPE_CHECKING, Any
 
@@ -368,8 +368,14 @@ class ApplyResult:
     statuses: str
 
 
-def validate_outcomes(rows: Sequence[Mapping[str, Any]], where: str = "outcomes") -> AttemptColumns:
-    """Labelled attempts (contract rows) checked by the contract's one validator.
+def validate_outcomes(
+    rows: Sequence[Mapping[str, Any]], where: str = "outcomes", now: datetime | None = None
+) -> AttemptColumns:
+    """Labelled attempts (contract rows) checked by the contract's one validator, and none
+    later than :data:`MAX_AHEAD` after ``now`` (default: the wall clock).
+
+    An outcome from the future would move the store's reference time ahead and age out every
+    tile a correct outcome still needs: refused, not applied.
 
     Raises:
         ContractError: naming ``where[i].field`` of the first bad outcome and how many are bad.
@@ -383,7 +389,16 @@ def validate_outcomes(rows: Sequence[Mapping[str, Any]], where: str = "outcomes"
         if bad is not None and bad.any():
             first = int(np.argmax(bad))
             raise ContractError(f"{where}[{first}].{column}", problem, int(bad.sum()))
+    limit = np.datetime64((now or datetime.now(UTC)).replace(tzinfo=None) + MAX_AHEAD, "us")
+    ahead = decoded["event_time"].values > limit
+    if ahead.any():
+        first = int(np.argmax(ahead))
+        problem = f"more than {MAX_AHEAD} after the service's clock (clock skew?)"
+        raise ContractError(f"{where}[{first}].event_time", problem, int(ahead.sum()))
     return AttemptColumns({name: d.values for name, d in decoded.items()})
+
+
+MAX_AHEAD = timedelta(minutes=5)  # clock skew allowed between a producer and the service
 
 
 _REQUEST_FIELDS = tuple(c.name for c in COLUMNS if c.need != "label")

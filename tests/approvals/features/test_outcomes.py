@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -434,6 +434,8 @@ def test_a_repeated_report_changes_nothing_and_counts_as_duplicates(
         ("approved", "perhaps", "outcomes[3].approved"),
         ("card_bin", "12", "outcomes[3].card_bin"),
         ("response_code", None, "outcomes[3].response_code"),
+        # from the future: it would age out tiles that correct outcomes still need
+        ("event_time", datetime.now(UTC) + timedelta(hours=1), "outcomes[3].event_time"),
     ],
 )
 def test_a_batch_with_a_bad_outcome_applies_nothing_and_names_the_field(
