@@ -7,6 +7,7 @@ these models only add what each call needs. ``hide_input_in_errors`` keeps reque
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -78,22 +79,28 @@ class ScoreResponse(Answer):
 
 
 @dataclass(frozen=True)
-class AttemptBatch:
-    """A list of attempts (in JSON, and in the schema), validated as one table.
+class TableBatch:
+    """A list of request items (in JSON, and in the schema), validated as one table.
 
-    The whole list goes through the contract's vectorised validator
-    (:func:`approvals.contract.validate_rows`) and becomes :class:`AttemptColumns`; only a
-    list it rejects is validated attempt by attempt, for pydantic's usual errors, which name
-    every bad field (``attempts.3.card_bin``).
+    The whole list goes through a vectorised contract validator (``table``: attempts by
+    :func:`approvals.contract.validate_rows`, outcomes by
+    :func:`approvals.features.outcomes.validate_reports`) and becomes :class:`AttemptColumns`;
+    only a list it rejects is validated item by item as ``list[item]``, for pydantic's usual
+    errors, which name every bad field (``attempts.3.card_bin``,
+    ``outcomes.3.attempt.card_bin``). A rule across fields that pydantic does not see
+    (``response_code`` disagreeing with ``approved``) is named by the contract
+    (``outcomes[3].response_code``).
     """
 
+    item: type[BaseModel]
+    table: Callable[[list[Any]], AttemptColumns]
     max_length: int
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        """Validate with :meth:`_validate` around the schema of ``list[Attempt]``."""
-        rows = Annotated[list[Attempt], Field(min_length=1, max_length=self.max_length)]
+        """Validate with :meth:`_validate` around the schema of ``list[item]``."""
+        rows = Annotated[list[self.item], Field(min_length=1, max_length=self.max_length)]
         return core_schema.no_info_wrap_validator_function(
             self._validate, handler.generate_schema(rows)
         )
@@ -104,19 +111,26 @@ class AttemptBatch:
         if not (isinstance(value, list) and 0 < len(value) <= self.max_length) or not all(
             isinstance(row, dict) for row in value
         ):
-            return columns_of(rows(value))  # raises, naming what is wrong (or models given)
+            return _items_table(rows(value))  # raises, naming what is wrong (or models given)
         try:
-            return validate_rows(value)
+            return self.table(value)
         except ContractError as exc:
             rows(value)  # raises, naming every bad field
             raise PydanticCustomError("contract", str(exc)) from exc
 
 
+def _items_table(items: list[BaseModel]) -> AttemptColumns:
+    """Validated models given instead of JSON objects (``ScoreBatchRequest(attempts=[...])``)."""
+    if all(isinstance(i, Attempt) for i in items):
+        return columns_of(items)
+    return validate_reports([i.model_dump() for i in items])
+
+
 class ScoreBatchRequest(Request):
     """Attempts to score together (1 to 1000)."""
 
-    # validated as one table (see AttemptBatch); the docstring is the OpenAPI description
-    attempts: Annotated[AttemptColumns, AttemptBatch(MAX_BATCH)]
+    # validated as one table (see TableBatch); the docstring is the OpenAPI description
+    attempts: Annotated[AttemptColumns, TableBatch(Attempt, validate_rows, MAX_BATCH)]
 
 
 class AttemptScore(BaseModel):
@@ -216,45 +230,11 @@ class Outcome(Request):
     merchant_advice_code: Annotated[str, Field(pattern=r"^[0-9]{2}$")] | None = None
 
 
-@dataclass(frozen=True)
-class OutcomeBatch:
-    """A list of outcomes (in JSON, and in the schema), validated as one table.
-
-    As :class:`AttemptBatch`: the whole list through the contract's validator
-    (:func:`approvals.features.outcomes.validate_reports`), and only a list it rejects through
-    pydantic outcome by outcome, for errors that name every bad field
-    (``outcomes.3.attempt.card_bin``); a rule across fields (``response_code`` disagreeing
-    with ``approved``) is named by the contract (``outcomes[3].response_code``).
-    """
-
-    max_length: int
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        """Validate with :meth:`_validate` around the schema of ``list[Outcome]``."""
-        rows = Annotated[list[Outcome], Field(min_length=1, max_length=self.max_length)]
-        return core_schema.no_info_wrap_validator_function(
-            self._validate, handler.generate_schema(rows)
-        )
-
-    def _validate(self, value: Any, rows: core_schema.ValidatorFunctionWrapHandler) -> Any:
-        if isinstance(value, AttemptColumns):
-            return value
-        if not (isinstance(value, list) and 0 < len(value) <= self.max_length):
-            rows(value)  # raises, naming what is wrong
-        try:
-            return validate_reports(value)
-        except ContractError as exc:
-            rows(value)  # raises, naming every bad field
-            raise PydanticCustomError("contract", str(exc)) from exc
-
-
 class ReportOutcomesRequest(Request):
     """Outcomes of scored attempts (1 to 1000), applied all or nothing, once per attempt_id."""
 
-    # validated as one table (see OutcomeBatch); the docstring is the OpenAPI description
-    outcomes: Annotated[AttemptColumns, OutcomeBatch(MAX_BATCH)]
+    # validated as one table (see TableBatch); the docstring is the OpenAPI description
+    outcomes: Annotated[AttemptColumns, TableBatch(Outcome, validate_reports, MAX_BATCH)]
 
 
 class ReportOutcomesResponse(BaseModel):
