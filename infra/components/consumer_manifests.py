@@ -16,8 +16,10 @@ from infra.components.manifests import (
     POD_SECURITY,
     Object,
     ServiceSpec,
+    http_probe,
     object_meta,
     redis_env,
+    resources,
 )
 
 METRICS_PORT = 9100  # /metrics, /livez, /readyz (APPROVALS_OUTCOMES_METRICS_PORT)
@@ -64,12 +66,7 @@ def _env(spec: ConsumerSpec) -> list[Object]:
 
 
 def _probe(path: str, period: int, failures: int) -> Object:
-    return {
-        "httpGet": {"path": path, "port": "metrics"},
-        "periodSeconds": period,
-        "timeoutSeconds": 2,
-        "failureThreshold": failures,
-    }
+    return http_probe(path, period, failures, port="metrics")
 
 
 def _container(spec: ConsumerSpec) -> Object:
@@ -81,10 +78,9 @@ def _container(spec: ConsumerSpec) -> Object:
         "args": ["python", "-m", "approvals.features.consumer"],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "env": _env(spec),
-        "resources": {
-            "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
-            "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
-        },
+        "resources": resources(
+            spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit
+        ),
         # /livez fails once the worker loop stalls; /readyz while Redis calls fail (no traffic
         # depends on it: it shows in `kubectl get pods` as not READY).
         "startupProbe": _probe("/livez", 2, 30),

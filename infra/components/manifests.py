@@ -156,12 +156,21 @@ def _env(spec: ServiceSpec) -> list[Object]:
     return [*redis_env(spec), *({"name": key, "value": value} for key, value in plain.items())]
 
 
-def _probe(path: str, period: int, failures: int) -> Object:
+def http_probe(path: str, period: int, failures: int, port: str = "http") -> Object:
+    """An HTTP GET probe of ``path`` on the named container ``port``."""
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
+    }
+
+
+def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str) -> Object:
+    """A container's resource requests and limits."""
+    return {
+        "requests": {"cpu": cpu_request, "memory": memory_request},
+        "limits": {"cpu": cpu_limit, "memory": memory_limit},
     }
 
 
@@ -195,14 +204,13 @@ def _container(spec: ServiceSpec) -> Object:
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
         ],
         "env": _env(spec),
-        "resources": {
-            "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
-            "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
-        },
+        "resources": resources(
+            spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit
+        ),
         # Model download and warm-up happen before /livez answers; give them two minutes.
-        "startupProbe": _probe("/livez", 5, 24),
-        "livenessProbe": _probe("/livez", 10, 3),
-        "readinessProbe": _probe("/readyz", 5, 2),
+        "startupProbe": http_probe("/livez", 5, 24),
+        "livenessProbe": http_probe("/livez", 10, 3),
+        "readinessProbe": http_probe("/readyz", 5, 2),
         "securityContext": CONTAINER_SECURITY,
         # The only writable paths: scratch space and BentoML's Prometheus multiprocess directory.
         "volumeMounts": [
@@ -374,10 +382,9 @@ def feature_job(spec: ServiceSpec) -> Object:
         # args, not command: the image's entrypoint activates its environment, then runs them
         "args": ["python", "-m", "approvals.features.preload", "--model-tag", spec.model_tag],
         "env": [*redis_env(spec), {"name": "APPROVALS_LOG_LEVEL", "value": spec.log_level}],
-        "resources": {
-            "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
-            "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
-        },
+        "resources": resources(
+            spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit
+        ),
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
