@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -472,6 +473,24 @@ def test_two_workers_share_the_grpc_port_and_one_metrics_view(
     import psutil
 
     served = serve(serving_model[1], features_redis.url, tmp_path, APPROVALS_WORKERS="2")
+    port = int(served.grpc.rsplit(":", 1)[1])
+
+    def workers() -> list[psutil.Process]:
+        return [
+            p for p in psutil.Process(served.proc.pid).children(recursive=True)
+            if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
+        ]  # fmt: skip
+
+    def with_port(status: str) -> list[psutil.Process]:
+        return [
+            w for w in workers()
+            if any(c.laddr.port == port and c.status == status for c in w.net_connections("tcp"))
+        ]  # fmt: skip
+
+    # /readyz answers once one worker is ready; the second may not listen yet
+    deadline = time.monotonic() + 60
+    while len(with_port(psutil.CONN_LISTEN)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     message = pb.ScoreRequest(attempt=attempt_message(test_rows.iloc[0]))
     # separate subchannel pools: otherwise channels to one target share one connection
     options = [("grpc.use_local_subchannel_pool", 1)]
@@ -482,17 +501,8 @@ def test_two_workers_share_the_grpc_port_and_one_metrics_view(
         for _ in range(8):
             assert post(served, "/score", {"attempt": attempt_json(test_rows.iloc[0])}).is_success
         # then both worker processes serve some of the gRPC connections
-        port = int(served.grpc.rsplit(":", 1)[1])
-        workers = [
-            p for p in psutil.Process(served.proc.pid).children(recursive=True)
-            if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
-        ]  # fmt: skip
-        serving = [
-            w for w in workers
-            if any(c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
-                   for c in w.net_connections("tcp"))
-        ]  # fmt: skip
-        assert len(workers) == 2 and len(serving) == 2, "the kernel spreads connections"
+        serving = with_port(psutil.CONN_ESTABLISHED)
+        assert len(workers()) == 2 and len(serving) == 2, "the kernel spreads connections"
         assert len({a.p_approve for a in answers}) == 1, "every worker gives the same answer"
         # and /metrics counts the calls of both workers
         text = httpx.get(f"{served.http}/metrics", timeout=10).text
