@@ -81,6 +81,10 @@ bench-outcomes: install redis-bin ## live outcomes: apply_outcomes throughput vs
 bench-adaptation: install redis-bin ## outages: routing with live outcomes vs frozen features vs the oracle, through the served model (about 6 min; ADAPTATION_ARGS="--seed 8")
 	$(RUN) python bench/adaptation.py $(ADAPTATION_ARGS)
 
+.PHONY: bench-experiments
+bench-experiments: install ## experiment report vs the truth: 95% interval coverage, A/A false positives, sample-ratio checks over 50 simulated experiments (about 6 min; EXPERIMENTS_ARGS="--seeds 10")
+	$(RUN) python bench/experiments.py $(EXPERIMENTS_ARGS)
+
 .PHONY: profile
 profile: install redis-bin ## where a serving worker's CPU goes under Score load (py-spy, by stage; PROFILE_PROTOCOL=grpc|http PROFILE_RPS=300)
 	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }

@@ -26,7 +26,7 @@ LAYERS = (
     ("simulate", "features"),
     ("decisions",),
     ("model",),
-    ("evaluation", "registry", "serving"),
+    ("evaluation", "registry", "serving", "experiments"),
     ("cli",),
 )
 

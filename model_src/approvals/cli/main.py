@@ -349,3 +349,7 @@ def _materialize(
 from approvals.cli.outcomes import app as outcomes_app  # noqa: E402
 
 app.add_typer(outcomes_app, name="outcomes")
+
+from approvals.cli.experiment import app as experiment_app  # noqa: E402
+
+app.add_typer(experiment_app, name="experiment")

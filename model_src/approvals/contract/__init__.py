@@ -24,7 +24,7 @@ from approvals.contract.columns import (
     THREE_DS,
     Column,
 )
-from approvals.contract.files import read_attempts, validate_frame, write_frame_atomic
+from approvals.contract.files import read_attempts, read_table, validate_frame, write_frame_atomic
 from approvals.contract.request import MISSING, validate_request, validate_rows
 from approvals.contract.table import AttemptColumns
 
@@ -44,6 +44,7 @@ __all__ = [
     "AttemptColumns",
     "Column",
     "read_attempts",
+    "read_table",
     "validate_frame",
     "validate_request",
     "validate_rows",

@@ -126,16 +126,24 @@ def read_attempts(path: str | os.PathLike[str], *, labels: bool) -> pd.DataFrame
         ContractError: the file breaks the contract.
         FileNotFoundError: no such file.
     """
+    return validate_frame(read_table(path), labels=labels)
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a Parquet or CSV file, or a directory of Parquet files (partitioned or not), as
+    given: no column is checked (the callers' validators do that).
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
     import pandas as pd
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
     if p.suffix.lower() in {".csv", ".txt"} or (p.is_file() and _looks_like_csv(p)):
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
-    else:
-        raw = pd.read_parquet(p)
-    return validate_frame(raw, labels=labels)
+        return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+    return pd.read_parquet(p)
 
 
 def _looks_like_csv(p: Path) -> bool:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 DPI = 110
 
 
-def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
+def figure(width: float = 6.4, height: float = 4.8) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -32,7 +32,7 @@ def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     with atomic_file(target) as tmp:
         fig.savefig(tmp, format="png")
@@ -49,7 +49,7 @@ def reliability_diagram(
     """
     ya, pa = metrics.as_arrays(y, p)
     table = [r for r in metrics.reliability_table(ya, pa, bins) if r["count"]]
-    fig = _figure(6.4, 6.0)
+    fig = figure(6.4, 6.0)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     top.plot([r["mean_p"] for r in table], [r["rate"] for r in table], "o-", label="model")
@@ -59,7 +59,7 @@ def reliability_diagram(
     top.legend(loc="upper left")
     bottom.hist(pa, bins=np.linspace(0, 1, bins + 1), color="tab:blue", alpha=0.7)
     bottom.set(xlabel="predicted approval probability", ylabel="attempts")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _point_at(ya: np.ndarray, pa: np.ndarray, threshold: float) -> tuple[float, float] | None:
@@ -83,7 +83,7 @@ def precision_recall_curve(
     from sklearn.metrics import precision_recall_curve as pr_curve
 
     ya, pa = metrics.as_arrays(y, p)
-    fig = _figure()
+    fig = figure()
     ax = fig.subplots()
     if ya.any():
         precision, recall, _ = pr_curve(ya, pa)
@@ -96,7 +96,7 @@ def precision_recall_curve(
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     ax.set_title(f"Precision-recall (n={ya.size:,})")
     ax.legend(loc="lower left")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _top_segments(
@@ -128,7 +128,7 @@ def approval_by_segment(
     """
     ya, pa = metrics.as_arrays(y, p)
     names, counts, observed, predicted = _top_segments(segment_values, ya, pa, top_n)
-    fig = _figure(max(6.4, 0.55 * len(names) + 2), 4.8)
+    fig = figure(max(6.4, 0.55 * len(names) + 2), 4.8)
     ax = fig.subplots()
     x = np.arange(len(names))
     ax.bar(x - 0.2, observed, width=0.4, label="observed")
@@ -137,4 +137,4 @@ def approval_by_segment(
     ax.set(ylabel="approval rate", ylim=(0, 1.05))
     ax.set_title(title)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save(fig, path)
