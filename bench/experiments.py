@@ -29,7 +29,8 @@ from datetime import timedelta
 
 import numpy as np
 
-from approvals.experiments import experiment_report, validate_log
+from approvals.experiments.log import validate_log
+from approvals.experiments.report import experiment_report
 from approvals.experiments.simulated import simulate_experiment
 from approvals.simulate import START, simulate
 

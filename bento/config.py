@@ -8,8 +8,9 @@ take precedence over it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUILT_SETTINGS = Path(__file__).resolve().parent / "serving.env"
@@ -51,6 +52,21 @@ class ServingSettings(BaseSettings):
             service may use). HTTP connections are spread over them by BentoML's shared
             socket, gRPC connections by the kernel (``SO_REUSEPORT`` on the gRPC port, set
             only when there is more than one worker): a connection stays with one process.
+        decisions: whether every answer is appended to the decision log stream
+            (``docs/decisions.md``).
+        decisions_queue: answers waiting to be written at most; beyond, an answer is not
+            logged and ``approvals_decisions_total{outcome="queue_full"}`` counts it.
+        decisions_maxlen: the stream is trimmed to about this many entries (the sink reads
+            them long before).
+        decisions_features: whether entries carry the model's feature vector.
+        challenger_dir, challenger_tag: the challenger model, as ``model_dir`` and
+            ``model_tag`` name the champion (a bento declares and ships both).
+        experiment: ``off`` (the champion answers), ``shadow`` (the challenger also scores
+            every request, logged, never answered) or ``ab`` (``challenger_share`` of payments
+            answered by the challenger); see ``bento/arms.py``.
+        challenger_share: share of payments the challenger answers in mode ``ab``.
+        holdout_share: share of payments the static policy answers, in every mode.
+        experiment_salt: salt of the payment hash; a new salt reshuffles the arms.
     """
 
     model_config = SettingsConfigDict(
@@ -76,3 +92,29 @@ class ServingSettings(BaseSettings):
     require_features: bool = False
     workers: int = Field(default=1, ge=1, le=64)
     outcomes_timeout_ms: int = Field(default=5000, ge=10, le=60_000)
+    decisions: bool = True
+    decisions_queue: int = Field(default=10_000, ge=1, le=1_000_000)
+    decisions_maxlen: int = Field(default=200_000, ge=1000, le=100_000_000)
+    decisions_features: bool = True
+    challenger_dir: Path | None = None
+    challenger_tag: str | None = Field(
+        default=None, pattern=rf"^{MODEL_NAME}:[a-z0-9][-._a-z0-9]*$"
+    )
+    experiment: Literal["off", "shadow", "ab"] = "off"
+    challenger_share: float = Field(default=0.0, ge=0.0, lt=1.0)
+    holdout_share: float = Field(default=0.0, ge=0.0, le=0.5)
+    experiment_salt: str = Field(default="approvals", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _experiment_is_possible(self) -> ServingSettings:
+        has_challenger = self.challenger_dir is not None or self.challenger_tag is not None
+        if self.experiment != "off" and not has_challenger:
+            raise ValueError(
+                f"experiment={self.experiment} needs a challenger: set APPROVALS_CHALLENGER_DIR "
+                "or APPROVALS_CHALLENGER_TAG"
+            )
+        if self.experiment == "ab" and self.challenger_share <= 0:
+            raise ValueError("experiment=ab needs APPROVALS_CHALLENGER_SHARE above 0")
+        if self.challenger_share + self.holdout_share >= 1:
+            raise ValueError("challenger_share + holdout_share must leave the champion a share")
+        return self

@@ -175,11 +175,13 @@ class ApprovalServicer(pb_grpc.ApprovalServiceServicer):
             raise
         answer = await self._answer(table, context, self.gateway.score_batch)
         response = pb.ScoreBatchResponse(
-            model_version=answer.model_version, degraded=answer.degraded
+            model_version=answer.model_version, degraded=answer.degraded, variant=answer.variant
         )
         add = response.scores.add  # in place: no message built and then copied per attempt
-        for attempt_id, p in zip(answer.attempt_ids, answer.p_approve, strict=True):
-            add(attempt_id=attempt_id, p_approve=p)
+        for attempt_id, p, variant in zip(
+            answer.attempt_ids, answer.p_approve, answer.variants, strict=True
+        ):
+            add(attempt_id=attempt_id, p_approve=p, variant=variant)
         return response
 
     async def RankRoutes(  # noqa: N802

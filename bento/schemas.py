@@ -57,12 +57,14 @@ class Request(BaseModel):
 
 
 class Answer(BaseModel):
-    """Base of every response: the model version and whether features were degraded."""
+    """Base of every response: the model version, whether features were degraded, and the
+    experiment arm that answered."""
 
     model_config = ConfigDict(json_schema_extra=openapi30_nullable)
 
     model_version: str
     degraded: bool
+    variant: str  # the arm that answered: champion, challenger or holdout
 
 
 class ScoreRequest(Request):
@@ -138,10 +140,11 @@ class AttemptScore(BaseModel):
 
     attempt_id: str
     p_approve: Probability
+    variant: str  # this attempt's arm
 
 
 class ScoreBatchResponse(Answer):
-    """Probabilities in request order."""
+    """Probabilities in request order (``variant``: the arm of every attempt, or ``mixed``)."""
 
     scores: list[AttemptScore]
 

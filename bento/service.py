@@ -25,15 +25,18 @@ from __future__ import annotations
 import asyncio
 import gc
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import bentoml
 import grpc_server
 import telemetry
 import traffic
+from arms import Arms
 from batching import Batcher
 from bentoml.exceptions import BentoMLException
 from config import ServingSettings
+from decision_log import DecisionLog
 from gateway import Admission, Gateway, OverloadedError, StoreUnavailableError
 from readiness import ReadyCheck
 from schemas import (
@@ -89,58 +92,94 @@ class StoreUnavailable(BentoMLException):
 class Approvals:
     """Score, ScoreBatch, RankRoutes, AdviseRetry and ReportOutcomes over HTTP and gRPC."""
 
-    # The model of the store mode (see the module's docstring); None in the local mode.
+    # The models of the store mode (see the module's docstring); None in the local mode.
     model_ref = (
         bentoml.models.BentoModel(SETTINGS.model_tag)
         if SETTINGS.model_tag and SETTINGS.model_dir is None
         else None
     )
+    challenger_ref = (
+        bentoml.models.BentoModel(SETTINGS.challenger_tag)
+        if SETTINGS.challenger_tag and SETTINGS.challenger_dir is None
+        else None
+    )
 
     def __init__(self) -> None:
         self.settings = ServingSettings()
-        self.package = self._load_package()
-        telemetry.log_event(
-            "model loaded", model_version=self.package.model_version,
-            source=str(self.package.path) if self.model_ref is None else str(self.model_ref.tag),
-            trees="compiled" if isinstance(self.package.trees, CompiledTrees) else "lightgbm",
-        )  # fmt: skip
+        self.package = self._load_package(self.settings.model_dir, self.model_ref)
+        self.challenger = (
+            self._load_package(self.settings.challenger_dir, self.challenger_ref)
+            if self.settings.challenger_dir is not None or self.challenger_ref is not None
+            else None
+        )
         metrics = telemetry.metrics()
         self.store = OnlineFeatureStore(RedisSettings(), on_keys=metrics.count_keys)
-        self.batcher = Batcher(
-            Pipeline(self.package, self.store),
-            self.settings.max_batch_size,
-            self.settings.max_latency_ms,
-            self.settings.max_concurrent_batches,
-            on_batch=metrics.batch_size.observe,
-        )
-        engine = Engine(
-            model_version=self.package.model_version, predict=self.batcher,
-            costs=load_costs(self.settings.costs),
-            min_retry_probability=min_retry_probability(self.package.manifest),
+        self.batchers: list[Batcher] = []
+        champion = self._engine(self.package, metrics)
+        challenger = self._engine(self.challenger, metrics) if self.challenger else None
+        s = self.settings
+        arms = Arms.configure(
+            champion, challenger, s.experiment, s.challenger_share, s.holdout_share,
+            s.experiment_salt,
         )  # fmt: skip
         self.outcomes = OutcomeWriter(RedisSettings(), self.settings.outcomes_timeout_ms / 1000)
+        self.decisions = self._decision_log(metrics)
         self.gateway = Gateway(
-            engine, Admission(self.settings.max_inflight), metrics, self.outcomes
+            arms, Admission(self.settings.max_inflight), metrics, self.outcomes, self.decisions
         )
         self.ready = ReadyCheck(self.settings, self.store, self.package.spec.state_end)
         self.grpc: tuple[Any, Any] | None = None
         self.health: asyncio.Task[None] | None = None
 
-    def _load_package(self) -> ModelPackage:
-        """The package of ``APPROVALS_MODEL_DIR``, else of the declared model.
+    def _decision_log(self, metrics: telemetry.Metrics) -> DecisionLog | None:
+        """The writer of every answer to the decision log stream (None when switched off)."""
+        if not self.settings.decisions:
+            return None
+        return DecisionLog(
+            RedisSettings(), maxlen=self.settings.decisions_maxlen,
+            queue=self.settings.decisions_queue,
+            features={p.model_version: p.spec.names for p in (self.package, self.challenger) if p},
+            counter=metrics.decisions,
+            with_features=self.settings.decisions_features,
+        )  # fmt: skip
+
+    def _engine(self, package: ModelPackage, metrics: telemetry.Metrics) -> Engine:
+        """One model's engine, through an adaptive batcher of its own."""
+        batcher = Batcher(
+            Pipeline(package, self.store),
+            self.settings.max_batch_size,
+            self.settings.max_latency_ms,
+            self.settings.max_concurrent_batches,
+            on_batch=metrics.batch_size.observe,
+        )
+        self.batchers.append(batcher)
+        return Engine(
+            model_version=package.model_version, predict=batcher,
+            costs=load_costs(self.settings.costs),
+            min_retry_probability=min_retry_probability(package.manifest),
+        )  # fmt: skip
+
+    @staticmethod
+    def _load_package(directory: Path | None, declared: Any) -> ModelPackage:
+        """The package of a directory (local mode), else of the declared model.
 
         Raises:
             PackageError: no model is configured, or it is not a usable package of the
                 version its tag names.
         """
-        if self.settings.model_dir is not None:
-            return ModelPackage.load(self.settings.model_dir)
-        if self.model_ref is None:
+        if directory is not None:
+            package = ModelPackage.load(directory)
+        elif declared is None:
             raise PackageError("no model: set APPROVALS_MODEL_DIR or APPROVALS_MODEL_TAG")
-        stored = self.model_ref  # resolved in the bento's model store, or the local one
-        package = ModelPackage.load(stored.path)
-        if package.model_version != stored.tag.version:
-            raise PackageError(f"model {stored.tag} holds version {package.model_version}")
+        else:  # resolved in the bento's model store, or the local one
+            package = ModelPackage.load(declared.path)
+            if package.model_version != declared.tag.version:
+                raise PackageError(f"model {declared.tag} holds version {package.model_version}")
+        telemetry.log_event(
+            "model loaded", model_version=package.model_version,
+            source=str(package.path) if directory is not None else str(declared.tag),
+            trees="compiled" if isinstance(package.trees, CompiledTrees) else "lightgbm",
+        )  # fmt: skip
         return package
 
     @bentoml.on_startup
@@ -161,9 +200,12 @@ class Approvals:
         """Drain in-flight gRPC calls, then close the online store's connections."""
         if self.grpc is not None:
             await grpc_server.stop(*self.grpc, self.settings.shutdown_grace_s, self.health)
-        self.batcher.shutdown()
+        for batcher in self.batchers:
+            batcher.shutdown()
         await self.store.aclose()
         await self.outcomes.aclose()
+        if self.decisions is not None:
+            await self.decisions.aclose()
 
     async def __is_ready__(self) -> bool:
         """Model loaded (by construction), gRPC up, and, as configured, the model's features

@@ -41,6 +41,7 @@ class Metrics:
     batch_size: Any
     online_keys: Any
     outcomes: Any
+    decisions: Any
 
     def count_keys(self, read: int, held: int) -> None:
         """Count the keys of one online read by where their hashes came from."""
@@ -104,6 +105,12 @@ def metrics() -> Metrics:
             documentation="Reported outcomes by what became of them: applied, duplicate "
             "(attempt_id counted before), late (older than every window kept)",
             labelnames=["status"],
+        ),
+        decisions=bentoml.metrics.Counter(
+            name="approvals_decisions_total",
+            documentation="Decision log entries by outcome: logged, queue_full or "
+            "redis_error (not logged; the call was answered all the same)",
+            labelnames=["outcome"],
         ),
     )
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pproval/v1/approval.proto\x12\x0b\x61pproval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x04\n\x07\x41ttempt\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmerchant_id\x18\x04 \x01(\t\x12\x0b\n\x03mcc\x18\x05 \x01(\t\x12\x18\n\x10merchant_country\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61rd_fingerprint\x18\t \x01(\t\x12\x10\n\x08\x63\x61rd_bin\x18\n \x01(\t\x12\x12\n\ncard_brand\x18\x0b \x01(\t\x12\x11\n\tcard_type\x18\x0c \x01(\t\x12\x16\n\x0eissuer_country\x18\r \x01(\t\x12\x0f\n\x07\x63hannel\x18\x0e \x01(\t\x12\x10\n\x08three_ds\x18\x0f \x01(\t\x12\x15\n\rnetwork_token\x18\x10 \x01(\x08\x12\x10\n\x08route_id\x18\x11 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x12 \x01(\x05\x12#\n\x16previous_response_code\x18\x13 \x01(\tH\x00\x88\x01\x01\x12!\n\x14merchant_advice_code\x18\x14 \x01(\tH\x01\x88\x01\x01\x42\x19\n\x17_previous_response_codeB\x17\n\x15_merchant_advice_code\"5\n\x0cScoreRequest\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\"_\n\rScoreResponse\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x11\n\tp_approve\x18\x02 \x01(\x01\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\";\n\x11ScoreBatchRequest\x12&\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x14.approval.v1.Attempt\"5\n\x0c\x41ttemptScore\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x11\n\tp_approve\x18\x02 \x01(\x01\"h\n\x12ScoreBatchResponse\x12)\n\x06scores\x18\x01 \x03(\x0b\x32\x19.approval.v1.AttemptScore\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\"M\n\x11RankRoutesRequest\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\x12\x11\n\troute_ids\x18\x02 \x03(\t\"J\n\x0bRankedRoute\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12\x11\n\tp_approve\x18\x02 \x01(\x01\x12\x16\n\x0e\x65xpected_value\x18\x03 \x01(\x01\"g\n\x12RankRoutesResponse\x12(\n\x06routes\x18\x01 \x03(\x0b\x32\x18.approval.v1.RankedRoute\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\"\x9e\x02\n\x12\x41\x64viseRetryRequest\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\x12\x15\n\rresponse_code\x18\x02 \x01(\t\x12!\n\x14merchant_advice_code\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x14reattempts_in_window\x18\x04 \x01(\x05\x12\x19\n\x0c\x64\x65\x63lines_24h\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x13hours_since_decline\x18\x06 \x01(\x01\x12\x11\n\troute_ids\x18\x07 \x03(\t\x12\x14\n\x0c\x64\x65lays_hours\x18\x08 \x03(\x01\x42\x17\n\x15_merchant_advice_codeB\x0f\n\r_declines_24h\"\xb0\x02\n\x13\x41\x64viseRetryResponse\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\x08route_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65lay_hours\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08with_3ds\x18\x05 \x01(\x08\x12\x1a\n\x12with_network_token\x18\x06 \x01(\x08\x12\x16\n\tp_approve\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0e\x65xpected_value\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x10\n\x08\x64\x65graded\x18\n \x01(\x08\x42\x0b\n\t_route_idB\x0e\n\x0c_delay_hoursB\x0c\n\n_p_approveB\x11\n\x0f_expected_value\"\x95\x01\n\x07Outcome\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x08\x12\x15\n\rresponse_code\x18\x03 \x01(\t\x12!\n\x14merchant_advice_code\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x17\n\x15_merchant_advice_code\"?\n\x15ReportOutcomesRequest\x12&\n\x08outcomes\x18\x01 \x03(\x0b\x32\x14.approval.v1.Outcome\"K\n\x16ReportOutcomesResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x0c\n\x04late\x18\x03 \x01(\x05\x32\x9c\x03\n\x0f\x41pprovalService\x12>\n\x05Score\x12\x19.approval.v1.ScoreRequest\x1a\x1a.approval.v1.ScoreResponse\x12M\n\nScoreBatch\x12\x1e.approval.v1.ScoreBatchRequest\x1a\x1f.approval.v1.ScoreBatchResponse\x12M\n\nRankRoutes\x12\x1e.approval.v1.RankRoutesRequest\x1a\x1f.approval.v1.RankRoutesResponse\x12P\n\x0b\x41\x64viseRetry\x12\x1f.approval.v1.AdviseRetryRequest\x1a .approval.v1.AdviseRetryResponse\x12Y\n\x0eReportOutcomes\x12\".approval.v1.ReportOutcomesRequest\x1a#.approval.v1.ReportOutcomesResponseB,\n\x19\x64\x65v.approvals.approval.v1B\rApprovalProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pproval/v1/approval.proto\x12\x0b\x61pproval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x04\n\x07\x41ttempt\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmerchant_id\x18\x04 \x01(\t\x12\x0b\n\x03mcc\x18\x05 \x01(\t\x12\x18\n\x10merchant_country\x18\x06 \x01(\t\x12\x0e\n\x06\x61mount\x18\x07 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61rd_fingerprint\x18\t \x01(\t\x12\x10\n\x08\x63\x61rd_bin\x18\n \x01(\t\x12\x12\n\ncard_brand\x18\x0b \x01(\t\x12\x11\n\tcard_type\x18\x0c \x01(\t\x12\x16\n\x0eissuer_country\x18\r \x01(\t\x12\x0f\n\x07\x63hannel\x18\x0e \x01(\t\x12\x10\n\x08three_ds\x18\x0f \x01(\t\x12\x15\n\rnetwork_token\x18\x10 \x01(\x08\x12\x10\n\x08route_id\x18\x11 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x12 \x01(\x05\x12#\n\x16previous_response_code\x18\x13 \x01(\tH\x00\x88\x01\x01\x12!\n\x14merchant_advice_code\x18\x14 \x01(\tH\x01\x88\x01\x01\x42\x19\n\x17_previous_response_codeB\x17\n\x15_merchant_advice_code\"5\n\x0cScoreRequest\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\"p\n\rScoreResponse\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x11\n\tp_approve\x18\x02 \x01(\x01\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x0f\n\x07variant\x18\x05 \x01(\t\";\n\x11ScoreBatchRequest\x12&\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x14.approval.v1.Attempt\"F\n\x0c\x41ttemptScore\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x11\n\tp_approve\x18\x02 \x01(\x01\x12\x0f\n\x07variant\x18\x03 \x01(\t\"y\n\x12ScoreBatchResponse\x12)\n\x06scores\x18\x01 \x03(\x0b\x32\x19.approval.v1.AttemptScore\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x0f\n\x07variant\x18\x04 \x01(\t\"M\n\x11RankRoutesRequest\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\x12\x11\n\troute_ids\x18\x02 \x03(\t\"J\n\x0bRankedRoute\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12\x11\n\tp_approve\x18\x02 \x01(\x01\x12\x16\n\x0e\x65xpected_value\x18\x03 \x01(\x01\"x\n\x12RankRoutesResponse\x12(\n\x06routes\x18\x01 \x03(\x0b\x32\x18.approval.v1.RankedRoute\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x0f\n\x07variant\x18\x04 \x01(\t\"\x9e\x02\n\x12\x41\x64viseRetryRequest\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\x12\x15\n\rresponse_code\x18\x02 \x01(\t\x12!\n\x14merchant_advice_code\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x14reattempts_in_window\x18\x04 \x01(\x05\x12\x19\n\x0c\x64\x65\x63lines_24h\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x13hours_since_decline\x18\x06 \x01(\x01\x12\x11\n\troute_ids\x18\x07 \x03(\t\x12\x14\n\x0c\x64\x65lays_hours\x18\x08 \x03(\x01\x42\x17\n\x15_merchant_advice_codeB\x0f\n\r_declines_24h\"\xc1\x02\n\x13\x41\x64viseRetryResponse\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\x08route_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65lay_hours\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08with_3ds\x18\x05 \x01(\x08\x12\x1a\n\x12with_network_token\x18\x06 \x01(\x08\x12\x16\n\tp_approve\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0e\x65xpected_value\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x10\n\x08\x64\x65graded\x18\n \x01(\x08\x12\x0f\n\x07variant\x18\x0b \x01(\tB\x0b\n\t_route_idB\x0e\n\x0c_delay_hoursB\x0c\n\n_p_approveB\x11\n\x0f_expected_value\"\x95\x01\n\x07Outcome\x12%\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x14.approval.v1.Attempt\x12\x10\n\x08\x61pproved\x18\x02 \x01(\x08\x12\x15\n\rresponse_code\x18\x03 \x01(\t\x12!\n\x14merchant_advice_code\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x17\n\x15_merchant_advice_code\"?\n\x15ReportOutcomesRequest\x12&\n\x08outcomes\x18\x01 \x03(\x0b\x32\x14.approval.v1.Outcome\"K\n\x16ReportOutcomesResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x0c\n\x04late\x18\x03 \x01(\x05\x32\x9c\x03\n\x0f\x41pprovalService\x12>\n\x05Score\x12\x19.approval.v1.ScoreRequest\x1a\x1a.approval.v1.ScoreResponse\x12M\n\nScoreBatch\x12\x1e.approval.v1.ScoreBatchRequest\x1a\x1f.approval.v1.ScoreBatchResponse\x12M\n\nRankRoutes\x12\x1e.approval.v1.RankRoutesRequest\x1a\x1f.approval.v1.RankRoutesResponse\x12P\n\x0b\x41\x64viseRetry\x12\x1f.approval.v1.AdviseRetryRequest\x1a .approval.v1.AdviseRetryResponse\x12Y\n\x0eReportOutcomes\x12\".approval.v1.ReportOutcomesRequest\x1a#.approval.v1.ReportOutcomesResponseB,\n\x19\x64\x65v.approvals.approval.v1B\rApprovalProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,29 +38,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREREQUEST']._serialized_start=601
   _globals['_SCOREREQUEST']._serialized_end=654
   _globals['_SCORERESPONSE']._serialized_start=656
-  _globals['_SCORERESPONSE']._serialized_end=751
-  _globals['_SCOREBATCHREQUEST']._serialized_start=753
-  _globals['_SCOREBATCHREQUEST']._serialized_end=812
-  _globals['_ATTEMPTSCORE']._serialized_start=814
-  _globals['_ATTEMPTSCORE']._serialized_end=867
-  _globals['_SCOREBATCHRESPONSE']._serialized_start=869
-  _globals['_SCOREBATCHRESPONSE']._serialized_end=973
-  _globals['_RANKROUTESREQUEST']._serialized_start=975
-  _globals['_RANKROUTESREQUEST']._serialized_end=1052
-  _globals['_RANKEDROUTE']._serialized_start=1054
-  _globals['_RANKEDROUTE']._serialized_end=1128
-  _globals['_RANKROUTESRESPONSE']._serialized_start=1130
-  _globals['_RANKROUTESRESPONSE']._serialized_end=1233
-  _globals['_ADVISERETRYREQUEST']._serialized_start=1236
-  _globals['_ADVISERETRYREQUEST']._serialized_end=1522
-  _globals['_ADVISERETRYRESPONSE']._serialized_start=1525
-  _globals['_ADVISERETRYRESPONSE']._serialized_end=1829
-  _globals['_OUTCOME']._serialized_start=1832
-  _globals['_OUTCOME']._serialized_end=1981
-  _globals['_REPORTOUTCOMESREQUEST']._serialized_start=1983
-  _globals['_REPORTOUTCOMESREQUEST']._serialized_end=2046
-  _globals['_REPORTOUTCOMESRESPONSE']._serialized_start=2048
-  _globals['_REPORTOUTCOMESRESPONSE']._serialized_end=2123
-  _globals['_APPROVALSERVICE']._serialized_start=2126
-  _globals['_APPROVALSERVICE']._serialized_end=2538
+  _globals['_SCORERESPONSE']._serialized_end=768
+  _globals['_SCOREBATCHREQUEST']._serialized_start=770
+  _globals['_SCOREBATCHREQUEST']._serialized_end=829
+  _globals['_ATTEMPTSCORE']._serialized_start=831
+  _globals['_ATTEMPTSCORE']._serialized_end=901
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=903
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=1024
+  _globals['_RANKROUTESREQUEST']._serialized_start=1026
+  _globals['_RANKROUTESREQUEST']._serialized_end=1103
+  _globals['_RANKEDROUTE']._serialized_start=1105
+  _globals['_RANKEDROUTE']._serialized_end=1179
+  _globals['_RANKROUTESRESPONSE']._serialized_start=1181
+  _globals['_RANKROUTESRESPONSE']._serialized_end=1301
+  _globals['_ADVISERETRYREQUEST']._serialized_start=1304
+  _globals['_ADVISERETRYREQUEST']._serialized_end=1590
+  _globals['_ADVISERETRYRESPONSE']._serialized_start=1593
+  _globals['_ADVISERETRYRESPONSE']._serialized_end=1914
+  _globals['_OUTCOME']._serialized_start=1917
+  _globals['_OUTCOME']._serialized_end=2066
+  _globals['_REPORTOUTCOMESREQUEST']._serialized_start=2068
+  _globals['_REPORTOUTCOMESREQUEST']._serialized_end=2131
+  _globals['_REPORTOUTCOMESRESPONSE']._serialized_start=2133
+  _globals['_REPORTOUTCOMESRESPONSE']._serialized_end=2208
+  _globals['_APPROVALSERVICE']._serialized_start=2211
+  _globals['_APPROVALSERVICE']._serialized_end=2623
 # @@protoc_insertion_point(module_scope)

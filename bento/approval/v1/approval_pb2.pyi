@@ -57,16 +57,18 @@ class ScoreRequest(_message.Message):
     def __init__(self, attempt: _Optional[_Union[Attempt, _Mapping]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("attempt_id", "p_approve", "model_version", "degraded")
+    __slots__ = ("attempt_id", "p_approve", "model_version", "degraded", "variant")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     P_APPROVE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     p_approve: float
     model_version: str
     degraded: bool
-    def __init__(self, attempt_id: _Optional[str] = ..., p_approve: _Optional[float] = ..., model_version: _Optional[str] = ..., degraded: bool = ...) -> None: ...
+    variant: str
+    def __init__(self, attempt_id: _Optional[str] = ..., p_approve: _Optional[float] = ..., model_version: _Optional[str] = ..., degraded: bool = ..., variant: _Optional[str] = ...) -> None: ...
 
 class ScoreBatchRequest(_message.Message):
     __slots__ = ("attempts",)
@@ -75,22 +77,26 @@ class ScoreBatchRequest(_message.Message):
     def __init__(self, attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
 
 class AttemptScore(_message.Message):
-    __slots__ = ("attempt_id", "p_approve")
+    __slots__ = ("attempt_id", "p_approve", "variant")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     P_APPROVE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     p_approve: float
-    def __init__(self, attempt_id: _Optional[str] = ..., p_approve: _Optional[float] = ...) -> None: ...
+    variant: str
+    def __init__(self, attempt_id: _Optional[str] = ..., p_approve: _Optional[float] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class ScoreBatchResponse(_message.Message):
-    __slots__ = ("scores", "model_version", "degraded")
+    __slots__ = ("scores", "model_version", "degraded", "variant")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[AttemptScore]
     model_version: str
     degraded: bool
-    def __init__(self, scores: _Optional[_Iterable[_Union[AttemptScore, _Mapping]]] = ..., model_version: _Optional[str] = ..., degraded: bool = ...) -> None: ...
+    variant: str
+    def __init__(self, scores: _Optional[_Iterable[_Union[AttemptScore, _Mapping]]] = ..., model_version: _Optional[str] = ..., degraded: bool = ..., variant: _Optional[str] = ...) -> None: ...
 
 class RankRoutesRequest(_message.Message):
     __slots__ = ("attempt", "route_ids")
@@ -111,14 +117,16 @@ class RankedRoute(_message.Message):
     def __init__(self, route_id: _Optional[str] = ..., p_approve: _Optional[float] = ..., expected_value: _Optional[float] = ...) -> None: ...
 
 class RankRoutesResponse(_message.Message):
-    __slots__ = ("routes", "model_version", "degraded")
+    __slots__ = ("routes", "model_version", "degraded", "variant")
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     routes: _containers.RepeatedCompositeFieldContainer[RankedRoute]
     model_version: str
     degraded: bool
-    def __init__(self, routes: _Optional[_Iterable[_Union[RankedRoute, _Mapping]]] = ..., model_version: _Optional[str] = ..., degraded: bool = ...) -> None: ...
+    variant: str
+    def __init__(self, routes: _Optional[_Iterable[_Union[RankedRoute, _Mapping]]] = ..., model_version: _Optional[str] = ..., degraded: bool = ..., variant: _Optional[str] = ...) -> None: ...
 
 class AdviseRetryRequest(_message.Message):
     __slots__ = ("attempt", "response_code", "merchant_advice_code", "reattempts_in_window", "declines_24h", "hours_since_decline", "route_ids", "delays_hours")
@@ -141,7 +149,7 @@ class AdviseRetryRequest(_message.Message):
     def __init__(self, attempt: _Optional[_Union[Attempt, _Mapping]] = ..., response_code: _Optional[str] = ..., merchant_advice_code: _Optional[str] = ..., reattempts_in_window: _Optional[int] = ..., declines_24h: _Optional[int] = ..., hours_since_decline: _Optional[float] = ..., route_ids: _Optional[_Iterable[str]] = ..., delays_hours: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class AdviseRetryResponse(_message.Message):
-    __slots__ = ("action", "reason", "route_id", "delay_hours", "with_3ds", "with_network_token", "p_approve", "expected_value", "model_version", "degraded")
+    __slots__ = ("action", "reason", "route_id", "delay_hours", "with_3ds", "with_network_token", "p_approve", "expected_value", "model_version", "degraded", "variant")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +160,7 @@ class AdviseRetryResponse(_message.Message):
     EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     action: str
     reason: str
     route_id: str
@@ -162,7 +171,8 @@ class AdviseRetryResponse(_message.Message):
     expected_value: float
     model_version: str
     degraded: bool
-    def __init__(self, action: _Optional[str] = ..., reason: _Optional[str] = ..., route_id: _Optional[str] = ..., delay_hours: _Optional[float] = ..., with_3ds: bool = ..., with_network_token: bool = ..., p_approve: _Optional[float] = ..., expected_value: _Optional[float] = ..., model_version: _Optional[str] = ..., degraded: bool = ...) -> None: ...
+    variant: str
+    def __init__(self, action: _Optional[str] = ..., reason: _Optional[str] = ..., route_id: _Optional[str] = ..., delay_hours: _Optional[float] = ..., with_3ds: bool = ..., with_network_token: bool = ..., p_approve: _Optional[float] = ..., expected_value: _Optional[float] = ..., model_version: _Optional[str] = ..., degraded: bool = ..., variant: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("attempt", "approved", "response_code", "merchant_advice_code")

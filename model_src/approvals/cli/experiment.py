@@ -43,7 +43,8 @@ def report(
     """Per arm attempts, approval rate and approved value; uplift over holdout and champion
     with 95% intervals (delta method, CUPED); a sample-ratio-mismatch test."""
     from approvals.contract import read_attempts
-    from approvals.experiments import experiment_report, parse_shares, read_log, write_report
+    from approvals.experiments.log import read_log
+    from approvals.experiments.report import experiment_report, parse_shares, write_report
 
     frame = read_log(log)
     result = experiment_report(

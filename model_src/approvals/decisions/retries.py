@@ -26,6 +26,7 @@ Reason = Literal[
     "below_threshold",
     "negative_expected_value",
     "best_option",
+    "static_policy",
 ]
 DEFAULT_DELAYS: tuple[float, ...] = (0.05, 1, 24, 72, 168)
 Hours = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -209,6 +210,30 @@ def advise_retry(
         p_approve=p,
         expected_value=ev,
     )
+
+
+def static_retry(
+    decline: DeclineContext, candidates: Sequence[RetryOption], rules: SchemeRules | None = None
+) -> RetryAdvice:
+    """The static policy of a holdout: retry whenever the scheme rules allow, with the first
+    allowed option in the order given (the first route, the first delay), no model.
+
+    Stops exactly where :func:`advise_retry` must stop by rule (reason ``hard_decline``,
+    ``mac_do_not_retry``, ``reattempt_limit``, ``excessive_attempts``, ``no_allowed_option``);
+    otherwise retries for reason ``static_policy``.
+    """
+    rules = rules or codes.rules()
+    stop = _rule_stop(decline, rules)
+    if stop is not None:
+        return RetryAdvice("stop", stop)
+    options = allowed_options(decline, candidates, rules)
+    if not options:
+        return RetryAdvice("stop", "no_allowed_option")
+    first = options[0]
+    return RetryAdvice(
+        "retry", "static_policy", route_id=first.route_id, delay_hours=first.delay_hours,
+        with_3ds=first.with_3ds, with_network_token=first.with_network_token,
+    )  # fmt: skip
 
 
 def default_retry_options(

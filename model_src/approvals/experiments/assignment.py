@@ -7,12 +7,14 @@ salt give the same arms in every process and language that computes the same has
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["assign", "bucket"]
+__all__ = ["Split", "assign", "bucket"]
 
 _SCALE = float(1 << 64)
 
@@ -37,3 +39,30 @@ def assign(payment_ids: Iterable[str], shares: Mapping[str, float], salt: str = 
     points = np.array([bucket(p, salt) for p in payment_ids], dtype=float)
     slots = np.minimum(np.searchsorted(edges, points, side="right"), len(names) - 1)
     return np.array(names, dtype=object)[slots]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Arms and their shares, for one payment at a time (what :func:`assign` does for many).
+
+    Raises:
+        ValueError: no positive share, or a negative one.
+    """
+
+    shares: Mapping[str, float]
+    salt: str = ""
+    _names: tuple[str, ...] = field(init=False, repr=False)
+    _edges: tuple[float, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        weights = [float(w) for w in self.shares.values()]
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"shares must be >= 0 with a positive total, got {dict(self.shares)}")
+        edges = np.cumsum(np.array(weights) / sum(weights)).tolist()
+        object.__setattr__(self, "_names", tuple(self.shares))
+        object.__setattr__(self, "_edges", tuple(edges))
+
+    def arm(self, payment_id: str) -> str:
+        """The arm of one payment: the same as :func:`assign` gives it."""
+        slot = bisect.bisect_right(self._edges, bucket(payment_id, self.salt))
+        return self._names[min(slot, len(self._names) - 1)]

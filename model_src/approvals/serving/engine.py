@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 _attempt_values = operator.attrgetter(*FEATURE_COLUMNS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NONE = np.zeros(0)  # no features: nothing was scored
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -112,7 +113,8 @@ class Pipeline:
         object.__setattr__(self, "row", RowFeatures(self.package.spec))
 
     async def __call__(self, batch: Sequence[Job]) -> list[np.ndarray]:
-        """For each request, one row per attempt: (calibrated probability, degraded 0/1)."""
+        """For each request, one row per attempt: calibrated probability, degraded 0/1, then
+        the model's features (what the decision log records)."""
         if len(batch) == 1 and len(batch[0]) == 1:
             return [await self.one(batch[0])]
         return await self.many(batch)
@@ -121,13 +123,14 @@ class Pipeline:
         """:meth:`__call__` through the batch paths of the store and the features."""
         size = sum(len(job) for job in batch)
         if not size:
-            return [np.zeros((0, 2)) for _ in batch]
+            return [np.zeros((0, 2 + len(self.package.spec.names))) for _ in batch]
         columns = AttemptColumns.concat([AttemptColumns(job.columns) for job in batch]).columns
         online = await self.store.acounts_columns(columns)
         x = features.matrix(online.counts, columns, self.package.spec)
-        rows = np.empty((size, 2))
+        rows = np.empty((size, 2 + x.shape[1]))
         rows[:, 0] = self.package.predict(x)
         rows[:, 1] = float(online.degraded)
+        rows[:, 2:] = x
         return np.split(rows, np.cumsum([len(job) for job in batch])[:-1])
 
     async def one(self, job: Job) -> np.ndarray:
@@ -142,8 +145,11 @@ class Pipeline:
             attempt = dict(zip(job.columns, _first(job.columns.values()), strict=True))
             attempt["event_time_us"] = int(job.columns["event_time"].view(np.int64)[0])
         online = await self.store.acounts_row(attempt, attempt["event_time_us"])
-        p = self.package.predict(self.row(online.counts, attempt))
-        return np.array([[p[0], float(online.degraded)]])
+        x = self.row(online.counts, attempt)
+        p = self.package.predict(x)
+        row = np.empty((1, 2 + x.shape[1]))
+        row[0, 0], row[0, 1], row[0, 2:] = p[0], float(online.degraded), x[0]
+        return row
 
 
 def _first(columns: Iterable[np.ndarray]) -> Iterator[Any]:
@@ -154,10 +160,12 @@ def _first(columns: Iterable[np.ndarray]) -> Iterator[Any]:
 
 @dataclass(frozen=True)
 class Scores:
-    """Calibrated probabilities of a list of attempts, in order."""
+    """Calibrated probabilities of a list of attempts, in order, and the model's features of
+    each (attempts x features; no columns when the predict step gives none)."""
 
     p: np.ndarray
     degraded: bool
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 def columns_of(attempts: Sequence[Attempt]) -> AttemptColumns:
@@ -237,30 +245,33 @@ class Engine:
         if not len(attempts):
             return Scores(np.array([], dtype=np.float64), degraded=False)
         rows = np.asarray(await self.predict(attempts), dtype=np.float64)
-        if rows.shape == (1, 2) == (len(attempts), 2):  # one attempt: the checks on scalars
+        if rows.ndim != 2 or rows.shape[0] != len(attempts) or rows.shape[1] < 2:
+            raise ValueError(f"model returned {rows.shape} rows for {len(attempts)} attempts")
+        if rows.shape[0] == 1:  # one attempt: the checks on scalars
             if not 0 <= rows[0, 0] <= 1:
                 raise ValueError("model returned values outside [0, 1]")
-            return Scores(rows[:, 0], degraded=bool(rows[0, 1]))
-        if rows.shape != (len(attempts), 2):
-            raise ValueError(f"model returned {rows.shape} rows for {len(attempts)} attempts")
+            return Scores(rows[:, 0], bool(rows[0, 1]), rows[:, 2:])
         p = np.ascontiguousarray(rows[:, 0])
         if not np.all((p >= 0) & (p <= 1)):
             raise ValueError("model returned values outside [0, 1]")
-        return Scores(p, degraded=bool(rows[:, 1].any()))
+        return Scores(p, bool(rows[:, 1].any()), rows[:, 2:])
 
     async def rank_routes(
         self, attempt: Attempt, route_ids: Sequence[str]
-    ) -> tuple[list[RankedRoute], bool]:
-        """Candidate routes of the attempt, best expected value first."""
+    ) -> tuple[list[RankedRoute], Scores]:
+        """Candidate routes of the attempt, best expected value first, and the scores of the
+        distinct candidates in the order given."""
         candidates = list(dict.fromkeys(route_ids))
         scores = await self.score(columns_of(route_variants(attempt, candidates)))
         probabilities = dict(zip(candidates, scores.p.tolist(), strict=True))
-        return routes.rank_routes(attempt.amount, probabilities, self.costs), scores.degraded
+        return routes.rank_routes(attempt.amount, probabilities, self.costs), scores
 
     async def advise_retry(
         self, attempt: Attempt, decline: DeclineContext, candidates: Sequence[RetryOption]
-    ) -> tuple[RetryAdvice, bool]:
-        """Scheme rules first, then the best allowed option by expected value (or stop)."""
+    ) -> tuple[RetryAdvice, bool, np.ndarray]:
+        """Scheme rules first, then the best allowed option by expected value (or stop); with
+        whether features were degraded and the model's features of the advised reattempt
+        (empty when it stops)."""
         options = retries.allowed_options(decline, candidates)
         scores = await self.score(columns_of([retry_variant(attempt, decline, o) for o in options]))
         lookup = dict(zip(options, scores.p.tolist(), strict=True))
@@ -271,7 +282,13 @@ class Engine:
             self.costs,
             min_probability=self.min_retry_probability,
         )
-        return advice, scores.degraded
+        chosen = RetryOption(
+            route_id=advice.route_id or attempt.route_id, delay_hours=advice.delay_hours or 0.0,
+            with_3ds=advice.with_3ds, with_network_token=advice.with_network_token,
+        )  # fmt: skip
+        at = options.index(chosen) if advice.action == "retry" and chosen in options else None
+        features = scores.features[at] if at is not None and scores.features.size else _NONE
+        return advice, scores.degraded, features
 
 
 def decline_context(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from approvals.errors import ContractError
-from approvals.experiments import read_log, validate_log
+from approvals.experiments.log import read_log, validate_log
 from approvals.experiments.simulated import simulate_experiment
 from approvals.simulate import Simulation
 from tests.approvals.experiments.conftest import SHARES

@@ -13,8 +13,9 @@ import pytest
 from approvals.cli.exits import ExitCode
 from approvals.cli.main import main
 from approvals.errors import UserError
-from approvals.experiments import experiment_report, parse_shares, validate_log, write_report
-from approvals.experiments.assignment import assign
+from approvals.experiments.assignment import Split, assign
+from approvals.experiments.log import validate_log
+from approvals.experiments.report import experiment_report, parse_shares, write_report
 from approvals.experiments.simulated import simulate_experiment
 from approvals.simulate import Simulation
 from tests.approvals.experiments.conftest import SHARES
@@ -125,6 +126,8 @@ def test_assignment_is_stable_and_follows_the_shares() -> None:
     assert not (assign(ids, SHARES, salt="t") == arms).all(), "another salt, another split"
     share = {a: float(np.mean(arms == a)) for a in SHARES}
     assert share == pytest.approx(SHARES, abs=0.01)
+    split = Split(SHARES, salt="s")
+    assert [split.arm(i) for i in ids[:2000]] == arms[:2000].tolist(), "one at a time, the same"
 
 
 def test_the_cli_writes_the_report_and_refuses_a_bad_log(

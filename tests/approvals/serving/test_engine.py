@@ -112,7 +112,7 @@ def test_one_batch_of_requests_scores_like_each_request_alone(
 
     # when they are scored in one batch, and each in a batch of its own
     together, alone = asyncio.run(both())
-    # then every request gets its own rows (probability, degraded), identical either way
+    # then every request gets its own rows (probability, degraded, features), identical either way
     assert [len(r) for r in together] == [1, 7, 0, 32]
     for got, expected in zip(together, alone, strict=True):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -156,7 +156,7 @@ def test_one_attempt_alone_is_answered_bit_for_bit_as_by_the_batch_path(
         # then the answers (probability, degraded) are the same bits
         assert len(answers) == len(jobs) >= 4000
         for i, (one, many) in enumerate(answers):
-            assert one.shape == many.shape == (1, 2), i
+            assert one.shape == many.shape == (1, 2 + len(package.spec.names)), i
             assert np.array_equal(one.view(np.int64), many.view(np.int64)), (url, i)
         degraded = {bool(one[0, 1]) for one, _ in answers}
         assert degraded == {url != features_redis.url}, url
@@ -183,8 +183,11 @@ def test_rank_routes_scores_each_route_variant(
     live = engine(package, features_redis.url)
 
     async def both() -> tuple[tuple[list[RankedRoute], bool], np.ndarray]:
-        ranked = await live.rank_routes(attempt, [*routes, "r_us"])
-        return ranked, (await live.score(columns_of(route_variants(attempt, routes)))).p
+        ranked, scores = await live.rank_routes(attempt, [*routes, "r_us"])
+        assert scores.features.shape == (3, len(package.spec.names)), "one per route"
+        return (ranked, scores.degraded), (
+            await live.score(columns_of(route_variants(attempt, routes)))
+        ).p
 
     # when ranking
     (ranked, degraded), direct = asyncio.run(both())
@@ -206,23 +209,27 @@ def test_advise_retry_respects_scheme_rules_and_scores_allowed_options(
     options = [RetryOption(route_id=r, delay_hours=d) for r in ("r_us", "r_eu") for d in (1, 24)]
     # a hard decline stops whatever the model says
     hard = DeclineContext(response_code="14", attempt_number=1, amount=10.0, card_brand="visa")
-    advice, _ = asyncio.run(
+    advice, _, features = asyncio.run(
         engine(package, features_redis.url).advise_retry(attempt, hard, options)
     )
+    assert features.size == 0, "a stop scored nothing"
     assert (advice.action, advice.reason) == ("stop", "hard_decline")
     # a soft decline on a large amount is worth retrying with the best-scored option
     soft = DeclineContext(response_code="51", attempt_number=1, amount=500.0, card_brand="visa")
     big = attempt.model_copy(update={"amount": 500.0})
     variants = [retry_variant(big, soft, o) for o in options]
 
-    async def both() -> tuple[RetryAdvice, np.ndarray]:
+    async def both() -> tuple[RetryAdvice, np.ndarray, np.ndarray, np.ndarray]:
         live = engine(package, features_redis.url)
-        advice, _ = await live.advise_retry(big, soft, options)
-        return advice, (await live.score(columns_of(variants))).p
+        advice, _, features = await live.advise_retry(big, soft, options)
+        scores = await live.score(columns_of(variants))
+        return advice, features, scores.p, scores.features
 
-    advice, p = asyncio.run(both())
+    advice, features, p, all_features = asyncio.run(both())
     assert advice.action == "retry", "a soft decline with high p is retried"
     assert advice.p_approve is not None and min(abs(p - advice.p_approve)) < 1e-9, "scored option"
+    advised = int(np.argmin(abs(p - advice.p_approve)))
+    assert np.array_equal(features, all_features[advised], equal_nan=True), "its features"
     assert variants[0].attempt_number == attempt.attempt_number + 1
     assert variants[0].previous_response_code == "51"
 
@@ -254,7 +261,7 @@ def test_a_retry_of_an_attempt_at_the_request_limits_is_still_advised(
     )
     options = [RetryOption(route_id="r" * MAX_ID_LENGTH, delay_hours=1)]
     # when the engine advises on it
-    advice, _ = asyncio.run(
+    advice, _, _ = asyncio.run(
         engine(package, features_redis.url).advise_retry(attempt, decline, options)
     )
     # then it answers (the variants are the engine's own, not a client's request)
