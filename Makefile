@@ -59,9 +59,9 @@ serve: install redis-bin ## serve in the foreground: HTTP :3000, gRPC :50051 (HT
 MODEL_DIR ?= $(DEMO_DIR)/model
 
 .PHONY: bento
-bento: install ## build the bento (service, model package, serve-only deps) from MODEL_DIR (default: the demo's)
+bento: install ## build the bento (service, model package, serve-only deps) from MODEL_DIR (default: the demo's), with CHALLENGER_DIR as its challenger when set
 	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }
-	BENTOML_HOME=$${BENTOML_HOME:-$(CURDIR)/bentoml_home} BENTOML_DO_NOT_TRACK=true $(RUN) python bento/bundle.py $(MODEL_DIR)
+	BENTOML_HOME=$${BENTOML_HOME:-$(CURDIR)/bentoml_home} BENTOML_DO_NOT_TRACK=true $(RUN) python bento/bundle.py $(MODEL_DIR) $(if $(CHALLENGER_DIR),--challenger $(CHALLENGER_DIR))
 
 .PHONY: bench
 bench: install redis-bin ## serving benchmark: model cost vs raw Booster, CPU/call and p99 vs do-nothing servers, Score at 100/300/600 rps, ScoreBatch

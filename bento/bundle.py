@@ -17,13 +17,16 @@ temporary directory:
 - ``bento/``'s service modules, generated stubs and ``bentofile.yaml``;
 - ``serving.env``: ``APPROVALS_MODEL_TAG`` of the registered model, which the service then
   declares (``service.Approvals.model_ref``), so the bento's manifest names the model and
-  BentoML ships it with the bento;
+  BentoML ships it with the bento; with ``--challenger DIR`` also ``APPROVALS_CHALLENGER_TAG``
+  of a second registered package (``challenger_ref``), which the pod's
+  ``APPROVALS_EXPERIMENT`` then puts to work (``bento/arms.py``);
 - ``wheels/approvals-*.whl``: the library, built with ``uv build``;
 - ``requirements.txt``: the ``serve`` extra pinned from ``uv.lock`` (``uv export``), so no
   training, Pulumi or test package enters the image.
 
-Usage: ``uv run --frozen --all-extras python bento/bundle.py MODEL_DIR`` (``BENTOML_HOME``
-chooses the store); prints the model tag on stderr and the bento tag on stdout.
+Usage: ``uv run --frozen --all-extras python bento/bundle.py MODEL_DIR [--challenger DIR]``
+(``BENTOML_HOME`` chooses the store); prints the model tags on stderr and the bento tag on
+stdout.
 ``bentoml containerize TAG`` then builds the image.
 """
 
@@ -48,7 +51,11 @@ ROOT = BENTO_DIR.parent
 SERVICE_FILES = ("*.py", "bentofile.yaml")
 # training-side state; trees are compiled and the online state packed afresh below
 MODEL_SKIP = ("state", "compiled", "online")
-MODEL_SETTINGS = ("APPROVALS_MODEL_DIR", "APPROVALS_MODEL_TAG")  # the build names its own
+# the build names its own models
+MODEL_SETTINGS = (
+    "APPROVALS_MODEL_DIR", "APPROVALS_MODEL_TAG", "APPROVALS_CHALLENGER_DIR",
+    "APPROVALS_CHALLENGER_TAG",
+)  # fmt: skip
 
 
 def register(model_dir: Path) -> str:
@@ -90,13 +97,17 @@ def register(model_dir: Path) -> str:
     return tag
 
 
-def assemble(model_tag: str, context: Path) -> Path:
-    """Write the build context of the service serving ``model_tag`` into ``context``."""
+def assemble(model_tag: str, context: Path, challenger_tag: str | None = None) -> Path:
+    """Write the build context of the service serving ``model_tag`` (and, as its challenger,
+    ``challenger_tag``) into ``context``."""
     for pattern in SERVICE_FILES:
         for path in BENTO_DIR.glob(pattern):
             shutil.copy2(path, context / path.name)
     shutil.copytree(BENTO_DIR / "approval", context / "approval")
-    (context / BUILT_SETTINGS.name).write_text(f"APPROVALS_MODEL_TAG={model_tag}\n")
+    settings = f"APPROVALS_MODEL_TAG={model_tag}\n"
+    if challenger_tag is not None:
+        settings += f"APPROVALS_CHALLENGER_TAG={challenger_tag}\n"
+    (context / BUILT_SETTINGS.name).write_text(settings)
     uv = _uv()
     _run([uv, "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
     export = [
@@ -107,17 +118,21 @@ def assemble(model_tag: str, context: Path) -> Path:
     return context
 
 
-def build(model_dir: Path) -> str:
-    """Register the model and build the bento into the BentoML store (``BENTOML_HOME``);
-    returns the bento's tag.
+def build(model_dir: Path, challenger_dir: Path | None = None) -> str:
+    """Register the model (and the challenger) and build the bento into the BentoML store
+    (``BENTOML_HOME``); returns the bento's tag.
 
     Raises:
-        RuntimeError: a build step failed (with its error output).
+        RuntimeError: a build step failed (with its error output), or the challenger is the
+            champion's own version.
     """
     model_tag = register(model_dir.resolve())
+    challenger_tag = register(challenger_dir.resolve()) if challenger_dir else None
+    if challenger_tag == model_tag:
+        raise RuntimeError(f"the challenger is the champion itself ({model_tag})")
     env = {k: v for k, v in os.environ.items() if k not in MODEL_SETTINGS}
     with tempfile.TemporaryDirectory(prefix="approvals-bento-") as tmp:
-        context = assemble(model_tag, Path(tmp))
+        context = assemble(model_tag, Path(tmp), challenger_tag)
         # bentoml refuses files outside its working directory: build from inside the context
         command = [sys.executable, "-m", "bentoml", "build", ".", "--output", "tag"]
         out = _run(command, context, env)
@@ -168,8 +183,10 @@ def _run(args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -
 def main() -> None:
     """Command line: build the bento for a model package and print its tag."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("model_dir", type=Path, help="model package directory")
-    print(build(parser.parse_args().model_dir))
+    parser.add_argument("model_dir", type=Path, help="model package directory (the champion)")
+    parser.add_argument("--challenger", type=Path, help="a second package, the challenger")
+    args = parser.parse_args()
+    print(build(args.model_dir, args.challenger))
 
 
 if __name__ == "__main__":

@@ -93,14 +93,16 @@ def bentoml_env(home: Path) -> dict[str, str]:
     return {**os.environ, "BENTOML_HOME": str(home.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
 
 
-def build_bento(model_dir: Path, home: Path) -> str:
-    """``bento/bundle.py``: build the bento of ``model_dir`` into the store at ``home``; its tag.
+def build_bento(model_dir: Path, home: Path, challenger: Path | None = None) -> str:
+    """``bento/bundle.py``: build the bento of ``model_dir`` (with ``challenger`` as its
+    challenger) into the store at ``home``; its tag.
 
     Raises:
         StackError: the build failed or took over 15 minutes (with the end of its output).
     """
+    extra = ["--challenger", str(challenger)] if challenger is not None else []
     done = subprocess.run(
-        [sys.executable, str(BENTO_DIR / "bundle.py"), str(model_dir)],
+        [sys.executable, str(BENTO_DIR / "bundle.py"), str(model_dir), *extra],
         env=bentoml_env(home), capture_output=True, text=True, check=False, timeout=900,
     )  # fmt: skip
     if done.returncode != 0:

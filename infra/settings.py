@@ -182,6 +182,41 @@ class OutcomeConsumerSettings(_Model):
     memory_limit: str = Field(default="384Mi", pattern=_QUANTITY)
 
 
+class ExperimentSettings(_Model):
+    """Who answers which payments (``bento/arms.py``), as the service's ``APPROVALS_*`` env.
+
+    ``holdout`` works with any release: that share of payments (by a hash of ``payment_id``)
+    is answered by the static policy. ``shadow`` and ``ab`` need a release whose image carries
+    a challenger (``bento/bundle.py --challenger``); the service refuses to start otherwise,
+    so the rollout stops with the old pods serving.
+    """
+
+    mode: Literal["off", "shadow", "ab"] = "off"
+    challenger_share: float = Field(default=0.0, ge=0.0, lt=1.0)
+    holdout_share: float = Field(default=0.0, ge=0.0, le=0.5)
+    # not a secret: a new salt reshuffles the arms (start a new experiment)
+    salt: str = Field(default="approvals", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _shares(self) -> ExperimentSettings:
+        if self.mode == "ab" and self.challenger_share <= 0:
+            raise ValueError("mode ab needs challengerShare above 0")
+        if self.mode != "ab" and self.challenger_share > 0:
+            raise ValueError("challengerShare applies to mode ab only")
+        if self.challenger_share + self.holdout_share >= 1:
+            raise ValueError("challengerShare + holdoutShare must leave the champion a share")
+        return self
+
+    def env(self) -> dict[str, str]:
+        """The service settings of this experiment (``bento/config.py``)."""
+        return {
+            "APPROVALS_EXPERIMENT": self.mode,
+            "APPROVALS_CHALLENGER_SHARE": repr(self.challenger_share),
+            "APPROVALS_HOLDOUT_SHARE": repr(self.holdout_share),
+            "APPROVALS_EXPERIMENT_SALT": self.salt,
+        }
+
+
 DEFAULT_CONSUMER_REPLICAS = {"dev": 1, "staging": 2, "prod": 2}
 _REGION = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 _NAMESPACE = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -261,6 +296,7 @@ class ApplicationSettings(_Model):
     platform_stack: str = Field(pattern=r"^[\w.-]+/[\w.-]+/[\w.-]+$")
     service: ServiceSettings
     outcomes: OutcomeConsumerSettings = Field(default_factory=OutcomeConsumerSettings)
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
     # Set only by the pipeline for one `pulumi up`; without it the stack deploys the version
     # the registry's champion alias names, so a manual `pulumi up` never reverts a release.
     release: ReleaseSettings | None = None

@@ -59,6 +59,7 @@ spec = ServiceSpec(
             f"s3://{_same_bucket(b)}/{MODELS_PREFIX}{release.model_version}/" if release else ""
         )
     ),
+    experiment=s.experiment.env(),
     **s.service.model_dump(),
 )
 service = InferenceService(

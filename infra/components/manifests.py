@@ -7,7 +7,8 @@ same objects to YAML for schema validation and checkov.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -51,6 +52,8 @@ class ServiceSpec:
     service_type: str
     # /readyz fails while the Redis features of the served model are absent (staging, prod).
     require_features: bool = False
+    # the arms' settings (infra.settings.ExperimentSettings.env); empty: the champion answers
+    experiment: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -152,6 +155,7 @@ def _env(spec: ServiceSpec) -> list[Object]:
         "APPROVALS_WORKERS": str(spec.workers),
         "APPROVALS_REQUIRE_FEATURES": str(spec.require_features).lower(),
         "AWS_REGION": spec.region,
+        **spec.experiment,
     }
     return [*redis_env(spec), *({"name": key, "value": value} for key, value in plain.items())]
 

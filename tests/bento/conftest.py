@@ -7,6 +7,8 @@ stops and starts. Servers come from :class:`dev.stack.LocalStack`, as for ``make
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,19 @@ from dev.redis_server import RedisServer
 from dev.stack import LocalStack, Service
 
 Served = Service  # a running ``bentoml serve``: proc, http, grpc, log, stop()
+
+
+@pytest.fixture(scope="session")
+def challenger_dir(
+    serving_model: tuple[TrainResult, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The serving model as another version (so answers show which model gave them)."""
+    target = tmp_path_factory.mktemp("challenger") / "package"
+    shutil.copytree(serving_model[1], target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["model_version"] = manifest["model_version"] + "-challenger"
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
 
 
 def serve(

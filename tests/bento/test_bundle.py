@@ -1,5 +1,6 @@
-"""``bento/bundle.py`` as ``make bento`` runs it: the model registered in BentoML's model store,
-the real service built into a bento that declares it, and that bento served."""
+"""``bento/bundle.py`` as ``make bento`` runs it: the champion and a challenger registered in
+BentoML's model store, the real service built into a bento that declares both, and that bento
+served."""
 
 from __future__ import annotations
 
@@ -53,21 +54,30 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(
-    serving_model: tuple[TrainResult, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Built:
-    """The bento of the serving model, built as ``make bento`` builds it."""
+    serving_model: tuple[TrainResult, Path], challenger_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Built:  # fmt: skip
+    """The bento of the serving model with a challenger, built as ``make bento`` builds it."""
     home = tmp_path_factory.mktemp("bento-build") / "bentoml"  # LocalStack serves from here
-    return Built(home, build_bento(serving_model[1], home))
+    return Built(home, build_bento(serving_model[1], home, challenger=challenger_dir))
 
 
-def test_the_model_is_registered_in_the_store(built: Built, package: ModelPackage) -> None:
-    # then `bentoml models list` names the package's version
+@pytest.fixture(scope="module")
+def challenger(challenger_dir: Path) -> str:
+    """The challenger's tag."""
+    return f"approvals:{ModelPackage.load(challenger_dir).model_version}"
+
+
+def test_the_models_are_registered_in_the_store(
+    built: Built, package: ModelPackage, challenger: str
+) -> None:
+    # then `bentoml models list` names the champion's and the challenger's versions
     listed = subprocess.run(
         [sys.executable, "-m", "bentoml", "models", "list", "-o", "json"],
         env=built.env(), capture_output=True, text=True, check=True,
     )  # fmt: skip
-    tags = [m["tag"] for m in json.loads(listed.stdout)]
-    assert tags == [f"approvals:{package.model_version}"], tags
+    tags = sorted(m["tag"] for m in json.loads(listed.stdout))
+    assert tags == sorted([f"approvals:{package.model_version}", challenger]), tags
     # and the stored model is the serving package: no training-side state, compiled trees
     model = built.home / "models" / "approvals" / package.model_version
     assert all((model / f).is_file() for f in FILES), "a loadable model package"
@@ -79,20 +89,21 @@ def test_the_model_is_registered_in_the_store(built: Built, package: ModelPackag
     assert stored.trees.meta["target_cpu"] == "x86-64"
 
 
-def test_the_bento_holds_the_service_and_declares_the_model(
-    built: Built, package: ModelPackage
+def test_the_bento_holds_the_service_and_declares_the_models(
+    built: Built, package: ModelPackage, challenger: str
 ) -> None:
     manifest = yaml.safe_load((built.path / "bento.yaml").read_text())
     assert manifest["service"] == "service:Approvals"
-    # then the service's entry of the manifest names the model version it serves
+    # then the service's entry of the manifest names the model versions it serves
     (service,) = manifest["services"]
-    assert [m["tag"] for m in service["models"]] == [f"approvals:{package.model_version}"]
+    champion = f"approvals:{package.model_version}"
+    assert sorted(m["tag"] for m in service["models"]) == sorted([champion, challenger])
     sources = {p.name for p in (built.path / "src").iterdir()}
     assert {"service.py", "gateway.py", "grpc_server.py", "batching.py", "approval"} <= sources
     assert "bundle.py" not in sources, "the build script stays out of the image"
     assert "model" not in sources, "the model comes from the store, not the sources"
     settings = (built.path / "src" / "serving.env").read_text()
-    assert settings == f"APPROVALS_MODEL_TAG=approvals:{package.model_version}\n"
+    assert settings == f"APPROVALS_MODEL_TAG={champion}\nAPPROVALS_CHALLENGER_TAG={challenger}\n"
     wheels = [p.name for p in (built.path / "env" / "python" / "wheels").iterdir()]
     assert any(re.fullmatch(r"approvals-.*\.whl", w) for w in wheels), wheels
 
@@ -115,11 +126,12 @@ def test_the_bento_requirements_are_serving_only(built: Built) -> None:
 def served_bento(
     built: Built, features_redis: RedisServer, tmp_path: Path
 ) -> Iterator[tuple[str, Path]]:
-    """``bentoml serve TAG`` of the built bento (no model directory); its URL and log."""
+    """``bentoml serve TAG`` of the built bento (no model directory), shadowed by its
+    challenger; its URL and log."""
     log = tmp_path / "serve.log"
     stack = LocalStack(
         built.home.parent, bento=built.tag, redis_url=features_redis.url, log=log,
-        ready_timeout=90,
+        ready_timeout=90, env={"APPROVALS_EXPERIMENT": "shadow"},
     )  # fmt: skip
     service = stack.start_service()
     try:
@@ -129,19 +141,24 @@ def served_bento(
 
 
 @pytest.mark.servers
-def test_serving_the_bento_loads_the_declared_model(
-    served_bento: tuple[str, Path], package: ModelPackage, test_rows: pd.DataFrame
-) -> None:
+def test_serving_the_bento_loads_the_declared_models(
+    served_bento: tuple[str, Path], package: ModelPackage, challenger: str,
+    test_rows: pd.DataFrame,
+) -> None:  # fmt: skip
     url, log = served_bento
     # when the built bento is served and called
     answer = httpx.post(f"{url}/score", json={"attempt": attempt_json(test_rows.iloc[0])})
-    # then it answers with the declared model, loaded from the store with its compiled trees
+    # then the champion answers, and both declared models were loaded from the store with
+    # their compiled trees
     assert answer.status_code == 200, answer.text
     assert answer.json()["model_version"] == package.model_version
+    assert answer.json()["variant"] == "champion"
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    (loaded,) = [e for e in entries if e["message"] == "model loaded"]
-    assert loaded["source"] == f"approvals:{package.model_version}", loaded
-    assert loaded["trees"] == "compiled", loaded
+    loaded = [e for e in entries if e["message"] == "model loaded"]
+    assert sorted(e["source"] for e in loaded) == sorted(
+        [f"approvals:{package.model_version}", challenger]
+    ), loaded
+    assert {e["trees"] for e in loaded} == {"compiled"}, loaded
 
 
 @pytest.mark.servers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,19 +38,6 @@ def arms_redis(
     with RedisServer(tmp_path_factory.mktemp("arms-redis")) as server:
         materialize(ModelPackage.load(serving_model[1]).state(), RedisSettings(url=server.url))
         yield server
-
-
-@pytest.fixture(scope="module")
-def challenger_dir(
-    serving_model: tuple[TrainResult, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The serving model as another version (so answers show which model gave them)."""
-    target = tmp_path_factory.mktemp("challenger") / "package"
-    shutil.copytree(serving_model[1], target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["model_version"] = manifest["model_version"] + "-challenger"
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
 
 
 @pytest.fixture(scope="module")

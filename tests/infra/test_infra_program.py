@@ -216,6 +216,22 @@ def test_deployment_runs_the_bento_with_its_contract(app: StackRun) -> None:
     assert "topology.kubernetes.io/zone" in keys, "spread across zones"
 
 
+def test_the_experiment_reaches_the_service_as_settings_it_accepts(
+    app: StackRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config import ServingSettings  # bento/config.py, as the pod reads its env
+
+    (container,) = app.named("Deployment", SERVICE)["spec"]["template"]["spec"]["containers"]
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    for name, value in plain.items():
+        monkeypatch.setenv(name, value)
+    settings = ServingSettings()
+    experiment = _stack_file(app.name, "application")["approvals:experiment"]
+    assert settings.experiment == experiment["mode"], "the stack file's mode"
+    assert settings.holdout_share == experiment["holdoutShare"], "the stack file's holdout"
+    assert settings.challenger_share == 0.0 and settings.experiment_salt == "approvals"
+
+
 def test_redis_secret_carries_the_generated_token(
     app: StackRun, platform_runs: dict[str, StackRun]
 ) -> None:

@@ -111,6 +111,9 @@ def test_environments_differ_as_data() -> None:
         ("application", ("outcomes", "replicas"), 0, "approvals:outcomes.replicas"),
         ("application", ("outcomes", "batch"), 5000, "approvals:outcomes.batch"),
         ("application", ("outcomes", "memoryLimit"), "lots", "approvals:outcomes.memoryLimit"),
+        ("application", ("experiment", "mode"), "canary", "approvals:experiment.mode"),
+        ("application", ("experiment", "holdoutShare"), 0.7, "approvals:experiment.holdoutShare"),
+        ("application", ("experiment", "salt"), "a b", "approvals:experiment.salt"),
     ],
 )  # fmt: skip
 def test_bad_value_names_the_key(
@@ -152,6 +155,20 @@ def test_outcome_consumers_default_to_one_in_dev_and_two_beyond() -> None:
         assert app.outcomes.batch == 500, "the worker's default batch"
     raw = _broken("prod", ("outcomes", "replicas"), 4, "application")
     assert parse_settings(raw, ApplicationSettings).consumer_replicas == 4, "the stack's own"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "reason"),
+    [
+        ({"mode": "ab"}, "mode ab needs challengerShare above 0"),
+        ({"mode": "shadow", "challengerShare": 0.2}, "challengerShare applies to mode ab only"),
+        ({"mode": "ab", "challengerShare": 0.6, "holdoutShare": 0.4}, "leave the champion"),
+    ],
+)
+def test_impossible_experiments_are_refused(experiment: dict[str, Any], reason: str) -> None:
+    raw = _broken("prod", ("experiment",), experiment, "application")
+    with pytest.raises(SettingsError, match=reason):
+        parse_settings(raw, ApplicationSettings)
 
 
 def test_pdb_must_let_nodes_drain() -> None:
