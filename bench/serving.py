@@ -13,7 +13,11 @@ redis-server (or ``--redis-url``) and its last rows are the requests. Sections (
   service (one worker) against a do-nothing ``grpc.aio`` server and a do-nothing BentoML
   service driven by the same client in the same run, as ratios (:mod:`bench.cpu`);
 - ``latency``: Score p50/p99 at 100, 300 and 600 calls/s with one worker per core;
-- ``batch``: ScoreBatch throughput against raw ``Booster.predict`` on one core.
+- ``batch``: ScoreBatch throughput against raw ``Booster.predict`` on one core;
+- ``shadow``: what the decision log and a shadowing challenger cost: Score p50/p99 and server
+  CPU per call at 100 and 300 calls/s over both protocols (one worker per core), with the
+  decision log off (the floor), on, and on with a challenger of the same size in mode
+  ``shadow`` (every request scored twice, the second answer logged).
 
 Every figure is printed with its ratio to a floor measured in the same run. Loopback only;
 every call has a timeout and the whole run a deadline (``--deadline``), so a stuck server
@@ -137,6 +141,36 @@ async def latency_table(
                 )
 
 
+async def shadow_rows(
+    base: str, target: str, pid: int, rows: list, seconds: float, name: str,
+    floors: dict[tuple[str, int], tuple[float, float]],
+) -> None:  # fmt: skip
+    """Score p99 and CPU per call of one setup at 100 and 300 calls/s, with ratios to the
+    first setup measured (``floors``, filled on its run)."""
+    _, pb_grpc = grpc_stubs()
+    timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_S)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=1000)) as http,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        clients = Clients(http, base, pb_grpc.ApprovalServiceStub(channel), *score_requests(rows))
+        for send in (clients.score_http, clients.score_grpc):  # warm-up, not reported
+            await open_loop(send, 50, 3)
+        for rps in RATES[:-1]:
+            for protocol, send in (("http", clients.score_http), ("grpc", clients.score_grpc)):
+                await open_loop(send, rps, 1)
+                before = server_cpu_s(pid)
+                outcome = await open_loop(send, rps, seconds)
+                cpu_ms = (server_cpu_s(pid) - before) / max(1, int(rps * seconds)) * 1e3
+                p99 = outcome.percentiles()[1]
+                floor = floors.setdefault((protocol, rps), (p99, cpu_ms))
+                print(
+                    f"{name:18s} Score {protocol:4s} {rps:3d} rps   {outcome.line()}   "
+                    f"server CPU {cpu_ms:4.2f} ms/call   p99 x{p99 / floor[0]:4.2f}, "
+                    f"CPU x{cpu_ms / floor[1]:4.2f} of log off"
+                )
+
+
 async def batch_throughput(
     target: str,
     rows: list,
@@ -193,7 +227,13 @@ async def batch_throughput(
     )
 
 
-SECTIONS = ("model", "cpu", "latency", "batch")
+SECTIONS = ("model", "cpu", "latency", "batch", "shadow")
+# (name, service settings) of the shadow section; the first is the floor of the ratios
+SHADOW_SETUPS = (
+    ("decision log off", {"APPROVALS_DECISIONS": "false"}),
+    ("decision log on", {}),
+    ("log on + shadow", {"APPROVALS_EXPERIMENT": "shadow"}),
+)
 
 
 def main() -> None:
@@ -245,12 +285,14 @@ def prepare(model: Path, data_path: Path, served_model: Path) -> tuple[ModelPack
 
 
 def bench_stack(
-    tmp: Path, served_model: Path, state: Any, workers: int, redis_url: str | None
-) -> LocalStack:
+    tmp: Path, served_model: Path, state: Any, workers: int, redis_url: str | None,
+    extra: dict[str, str] | None = None,
+) -> LocalStack:  # fmt: skip
     """Redis with ``state`` and the service of ``workers`` processes, logging into ``tmp``."""
     env = {
         "APPROVALS_REDIS_TIMEOUT_MS": os.environ.get("APPROVALS_REDIS_TIMEOUT_MS", "500"),
         "APPROVALS_WORKERS": str(workers),
+        **(extra or {}),
     }
     return LocalStack(
         tmp, model_dir=served_model, redis_url=redis_url, state=state, env=env,
@@ -269,8 +311,8 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
         print("== model: the service's model call against raw Booster.predict on the same rows")
         floor_us = model_floor(package, x[:1000])
 
-    def stack(tmp: str, workers: int) -> LocalStack:
-        return bench_stack(Path(tmp), served_model, state, workers, args.redis_url)
+    def stack(tmp: str, workers: int, extra: dict[str, str] | None = None) -> LocalStack:
+        return bench_stack(Path(tmp), served_model, state, workers, args.redis_url, extra)
 
     if "cpu" in args.sections:
         print(
@@ -291,6 +333,20 @@ def run(args: argparse.Namespace, served_model: Path) -> None:
             stack(tmp, args.workers) as local,
         ):
             measure(local, rows, args, floor_us)
+    if "shadow" in args.sections:
+        print(f"== shadow: Score with the decision log and a shadowing challenger "
+              f"({args.workers} worker(s); the challenger is a copy of the model)")  # fmt: skip
+        floors: dict[tuple[str, int], tuple[float, float]] = {}
+        for name, setup in SHADOW_SETUPS:
+            challenger = {"APPROVALS_CHALLENGER_DIR": str(served_model)}
+            extra = {**setup, **(challenger if "APPROVALS_EXPERIMENT" in setup else {})}
+            with (
+                tempfile.TemporaryDirectory(prefix="approvals-bench-") as tmp,
+                stack(tmp, args.workers, extra) as local,
+            ):
+                service = local.service
+                asyncio.run(shadow_rows(service.http, service.grpc, service.proc.pid, rows,
+                                        args.seconds, name, floors))  # fmt: skip
 
 
 def measure(stack: LocalStack, rows: list, args: argparse.Namespace, floor_us: float) -> None:

@@ -24,7 +24,12 @@ app = typer.Typer(
 
 @app.command()
 def report(
-    log: Annotated[Path, typer.Option(help="decision log: Parquet file or directory, or CSV")],
+    log: Annotated[
+        str,
+        typer.Option(
+            help="decision log: Parquet file or folder, CSV, or the sink's folder or s3:// prefix"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="report directory (report.json + uplift.png)")],
     shares: Annotated[
         str | None,

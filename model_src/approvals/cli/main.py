@@ -353,3 +353,7 @@ app.add_typer(outcomes_app, name="outcomes")
 from approvals.cli.experiment import app as experiment_app  # noqa: E402
 
 app.add_typer(experiment_app, name="experiment")
+
+from approvals.cli.decisions import app as decisions_app  # noqa: E402
+
+app.add_typer(decisions_app, name="decisions")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from approvals.contract import read_table, validate_frame
-from approvals.errors import ContractError
+from approvals.errors import ContractError, UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,11 +37,25 @@ LABELS = ("approved", "response_code")
 def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a decision log (Parquet file, directory of Parquet files, or CSV) and validate it.
 
+    The output of ``approvals decisions sink`` (a directory or ``s3://`` prefix holding
+    ``decisions/``) is read as one log with its outcomes joined, by
+    :func:`approvals.experiments.sink_reader.read_sink`.
+
     Raises:
         ContractError: naming the column, the rows affected and an example value.
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file (or no sink layout under an ``s3://`` prefix).
+        UserError: S3 refused to list or read the prefix (credentials, bucket, rights).
     """
-    return validate_log(read_table(path))
+    from approvals.experiments.sink_reader import is_sink_layout, read_sink
+
+    if not os.fspath(path).startswith("s3://"):
+        return validate_log(read_sink(path) if is_sink_layout(path) else read_table(path))
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return validate_log(read_sink(path))
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"{os.fspath(path)}: S3 refused: {exc}") from None
 
 
 def validate_log(frame: pd.DataFrame) -> pd.DataFrame:
