@@ -2,10 +2,14 @@
 
 simulate -> train -> evaluate (with the simulator's truth) -> policy-eval -> gate, each through
 the same CLI a user runs; then build the bento, materialize the features into a local Redis,
-serve the built bento and call it over HTTP and gRPC (``DEMO_SERVE=0`` skips this part);
-finally print the key figures and where the plots are. Settings come from the environment:
-``DEMO_DIR`` (default ``.demo``), ``DEMO_PAYMENTS`` (default 150000),
-``DEMO_SEED`` (default 7).
+serve the built bento and call it over HTTP and gRPC (``DEMO_SERVE=0`` skips this part), and
+run a short live experiment: a challenger model (trained with another config) in shadow, then
+A/B against the champion with a holdout, payments replayed with outcomes from the simulator's
+truth, the decision log sunk to Parquet and read by ``approvals experiment report``
+(``dev/experiment_demo.py``); finally print the key figures and where the plots are.
+Settings come from the environment: ``DEMO_DIR`` (default ``.demo``), ``DEMO_PAYMENTS``
+(default 150000), ``DEMO_SEED`` (default 7), ``DEMO_EXPERIMENT_PAYMENTS`` (per phase, default
+3000).
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from approvals.cli.main import app
+
+if TYPE_CHECKING:
+    from dev.stack import LocalStack
 
 
 def _run(title: str, args: list[str]) -> None:
@@ -98,7 +106,7 @@ def online(paths: dict[str, Path], root: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     print("\n== bento: bento/bundle.py (service, model package, serving-only deps)", flush=True)
     start = time.monotonic()
-    tag = build_bento(paths["model"], workdir / "bentoml")
+    tag = build_bento(paths["model"], workdir / "bentoml", challenger=paths.get("challenger"))
     print(f"built {tag} in BENTOML_HOME={workdir / 'bentoml'}", flush=True)
     print(f"   ({time.monotonic() - start:.1f}s)", flush=True)
     print(f"\n== serve: redis-server, materialize, bentoml serve {tag} (HTTP + gRPC)", flush=True)
@@ -112,9 +120,56 @@ def online(paths: dict[str, Path], root: Path) -> None:
         demo_calls.http_calls(service, attempts, routes)
         demo_calls.grpc_calls(service, attempts, routes)
         demo_calls.outcome_calls(service, attempts)
+        if "challenger" in paths:
+            experiment(paths, root, stack)
     finally:
         code = stack.stop()
         print(f"\nservice stopped gracefully (exit code {code}); log: {log}")
+
+
+def train_challenger(paths: dict[str, Path], root: Path) -> None:
+    """A second model on the same data with another training config: the challenger."""
+    import yaml
+
+    from dev.experiment_demo import CHALLENGER_CONFIG
+
+    config = root / "challenger.yaml"
+    config.write_text(yaml.safe_dump(CHALLENGER_CONFIG))
+    paths["challenger"] = root / "challenger"
+    _run("train the challenger (" + ", ".join(f"{k}={v}" for k, v in CHALLENGER_CONFIG.items())
+         + ")", ["train", "--data", str(paths["sim"] / "attempts.parquet"), "--out",
+                 str(paths["challenger"]), "--config", str(config)])  # fmt: skip
+
+
+def experiment(paths: dict[str, Path], root: Path, stack: LocalStack) -> None:
+    """Shadow, then A/B with a holdout, on replayed payments; sink; the experiment report."""
+    from dev import experiment_demo as ex
+
+    count = int(os.environ.get("DEMO_EXPERIMENT_PAYMENTS", "3000"))
+    sink = root / "experiment" / "decisions"
+    for phase, env, offset in (("shadow", ex.SHADOW, count), ("ab", ex.AB, 0)):
+        stack.service.stop()
+        ex.clear_stream(stack.url)  # the phase's log holds its own decisions only
+        stack.env = {**stack.env, **env}
+        print(f"\n== experiment, {phase}: " + " ".join(f"{k}={v}" for k, v in env.items()))
+        service = stack.start_service()
+        attempts, truth = ex.payments(paths["sim"], count, offset)
+        played = ex.play(service, attempts, truth, seed=len(phase))
+        print(f"   {len(attempts):,} payments ranked over gRPC, arms {played.arms}; "
+              f"{played.applied:,} outcomes reported", flush=True)  # fmt: skip
+        stack.service.stop()  # drains the decision log queue into the stream
+        out = sink / phase
+        _run(f"sink the {phase} decisions",
+             ["decisions", "sink", "--redis-url", stack.url, "--out", str(out), "--once",
+              "--group", f"demo-{phase}", "--metrics-port", "0"])  # fmt: skip
+        if phase == "shadow":
+            print(ex.shadow_summary(out), flush=True)
+    report = root / "experiment" / "report"
+    _run("experiment report",
+         ["experiment", "report", "--log", str(sink / "ab"), "--out", str(report),
+          "--shares", ex.AB_SHARES])  # fmt: skip
+    print("\n".join(ex.report_lines(ex.read_report(report))))
+    print(f"report: {report}/report.json, {report}/uplift.png", flush=True)
 
 
 def main() -> None:
@@ -125,6 +180,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     paths = offline(root, payments, seed)
     if os.environ.get("DEMO_SERVE", "1") != "0":
+        train_challenger(paths, root)
         online(paths, root)
     print(summary(paths))
     sys.stdout.flush()
