@@ -161,11 +161,12 @@ class Gateway:
                 self._shadow(variant, "score_batch", lambda e, t=parts[variant]: e.score(t),
                              parts[variant])  # fmt: skip
             self._count_degraded("score_batch", protocol, degraded)
-            shown = variants[0] if len(groups) == 1 else "mixed"
+            # one arm: its model's version; mixed: the champion's (each attempt names its arm)
+            shown = str(variants[0]) if len(groups) == 1 else "mixed"
+            version = self.arms.engine(shown).model_version
             return BatchScores(
-                attempts.attempt_ids, p.tolist(), self.arms.champion.model_version, degraded,
-                str(shown), variants.tolist(),
-            )  # fmt: skip
+                attempts.attempt_ids, p.tolist(), version, degraded, shown, variants.tolist()
+            )
 
         return await self._call("score_batch", protocol, len(attempts), run)
 

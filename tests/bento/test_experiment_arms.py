@@ -95,6 +95,11 @@ def test_each_payment_is_answered_in_its_arm_by_its_model(
     assert [s["p_approve"] for s in batch["scores"]] == pytest.approx(
         [a["p_approve"] for a in http], abs=1e-12
     )
+    # and a batch of one arm names that arm and its model
+    mine = [attempt_json(r) for (_, r), arm in zip(attempts.iterrows(), expected, strict=True)
+            if arm == "challenger"]  # fmt: skip
+    alone = post(ab, "/score_batch", {"attempts": mine})
+    assert alone["variant"] == "challenger" and alone["model_version"].endswith("-challenger")
     # and a retry of a payment stays in its arm
     retry = attempts.iloc[0].copy()
     retry["attempt_id"] = retry["attempt_id"] + "-2"
