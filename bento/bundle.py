@@ -21,8 +21,9 @@ temporary directory:
   of a second registered package (``challenger_ref``), which the pod's
   ``APPROVALS_EXPERIMENT`` then puts to work (``bento/arms.py``);
 - ``wheels/approvals-*.whl``: the library, built with ``uv build``;
-- ``requirements.txt``: the ``serve`` extra pinned from ``uv.lock`` (``uv export``), so no
-  training, Pulumi or test package enters the image.
+- ``requirements.txt``: the ``serve`` and ``sink`` extras pinned from ``uv.lock``
+  (``uv export``; ``sink``: pyarrow and boto3 for ``python -m approvals.experiments.sink``), so
+  no training, Pulumi or test package enters the image.
 
 Usage: ``uv run --frozen --all-extras python bento/bundle.py MODEL_DIR [--challenger DIR]``
 (``BENTOML_HOME`` chooses the store); prints the model tags on stderr and the bento tag on
@@ -111,7 +112,8 @@ def assemble(model_tag: str, context: Path, challenger_tag: str | None = None) -
     uv = _uv()
     _run([uv, "build", "--wheel", "--out-dir", str(context / "wheels"), str(ROOT)])
     export = [
-        uv, "export", "--frozen", "--no-default-groups", "--extra", "serve", "--no-hashes",
+        uv, "export", "--frozen", "--no-default-groups", "--extra", "serve", "--extra", "sink",
+        "--no-hashes",
         "--no-emit-project", "--output-file", str(context / "requirements.txt"),
     ]  # fmt: skip
     _run(export)

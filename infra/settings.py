@@ -182,6 +182,29 @@ class OutcomeConsumerSettings(_Model):
     memory_limit: str = Field(default="384Mi", pattern=_QUANTITY)
 
 
+class DecisionSinkSettings(_Model):
+    """The decision log's sink (``python -m approvals.experiments.sink``, docs/decisions.md).
+
+    Its pods share one consumer group: one is enough for the stream of one service (a second
+    shares the entries, or takes over a dead one's after ``claimIdleMs``). A flush comes every
+    ``flushSeconds`` or once ``maxRows`` entries are buffered; memory scales with ``maxRows``.
+    """
+
+    replicas: int = Field(default=1, ge=1, le=10)
+    flush_seconds: float = Field(default=60.0, ge=1, le=3600)
+    max_rows: int = Field(default=50_000, ge=100, le=1_000_000)
+    cpu_request: str = Field(default="100m", pattern=_QUANTITY)
+    cpu_limit: str = Field(default="500m", pattern=_QUANTITY)
+    memory_request: str = Field(default="512Mi", pattern=_QUANTITY)
+    memory_limit: str = Field(default="1Gi", pattern=_QUANTITY)
+
+    @property
+    def claim_idle_ms(self) -> int:
+        """When a replica takes over another's entries: never from a live buffer (the sink
+        requires at least twice ``flushSeconds``), and not before five minutes."""
+        return max(300_000, int(4_000 * self.flush_seconds))
+
+
 class ExperimentSettings(_Model):
     """Who answers which payments (``bento/arms.py``), as the service's ``APPROVALS_*`` env.
 
@@ -297,6 +320,7 @@ class ApplicationSettings(_Model):
     service: ServiceSettings
     outcomes: OutcomeConsumerSettings = Field(default_factory=OutcomeConsumerSettings)
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    decisions: DecisionSinkSettings = Field(default_factory=DecisionSinkSettings)
     # Set only by the pipeline for one `pulumi up`; without it the stack deploys the version
     # the registry's champion alias names, so a manual `pulumi up` never reverts a release.
     release: ReleaseSettings | None = None

@@ -1,10 +1,11 @@
 """The approvals application of one environment: what the release pipeline rolls.
 
 Reads the platform of the same environment through a StackReference (cluster, Redis, bucket,
-service role), resolves the release from the registry (``infra/components/release.py``) and
-declares the namespace and the service's Kubernetes objects, with the feature-loading Job that
-finishes before the Deployment rolls, and the outcome stream's consumer beside them. It creates
-no AWS resources, so the deploy role that runs it needs no rights on the platform.
+service and sink roles), resolves the release from the registry (``infra/components/release.py``)
+and declares the namespace and the service's Kubernetes objects, with the feature-loading Job
+that finishes before the Deployment rolls, the outcome stream's consumer and the decision
+log's sink beside them. It creates no AWS resources, so the deploy role that runs it needs no
+rights on the platform.
 """
 
 import sys
@@ -19,11 +20,13 @@ import pulumi_kubernetes as k8s
 
 from infra.components.artifact_store import MODELS_PREFIX, artifact_bucket_name
 from infra.components.consumer_manifests import ConsumerSpec
+from infra.components.decision_sink import DecisionSink, DecisionSinkArgs
 from infra.components.inference_service import InferenceService, InferenceServiceArgs
 from infra.components.manifests import ServiceSpec
 from infra.components.outcome_consumer import OutcomeConsumer, OutcomeConsumerArgs
 from infra.components.release import invoke_reader, resolve_release
 from infra.components.service_identity import SERVICE_ACCOUNT
+from infra.components.sink_manifests import SinkSpec
 from infra.settings import ApplicationSettings, load_settings
 
 s = load_settings(ApplicationSettings)
@@ -78,6 +81,21 @@ consumer = OutcomeConsumer(
     OutcomeConsumerArgs(ConsumerSpec(spec, s.consumer_replicas, **sizes), after=[service]),
     pulumi.ResourceOptions(providers=[k8s_provider]),
 )
+decisions = s.decisions
+sink = DecisionSink(
+    f"approvals-{env}-sink",
+    DecisionSinkArgs(
+        SinkSpec(
+            spec,
+            bucket=platform.require_output("bucketName").apply(_same_bucket),
+            claim_idle_ms=decisions.claim_idle_ms,
+            **decisions.model_dump(),
+        ),
+        role_arn=platform.require_output("sinkRoleArn"),
+        after=[service],
+    ),
+    pulumi.ResourceOptions(providers=[k8s_provider]),
+)
 
 pulumi.export("environment", env)
 pulumi.export("modelVersion", release.model_version if release else None)
@@ -85,6 +103,7 @@ pulumi.export("image", release.image if release else None)
 pulumi.export("releaseSource", release.source if release else None)
 pulumi.export("serviceHosts", service.hosts)
 pulumi.export("outcomeConsumer", consumer.deployment)
+pulumi.export("decisionSink", sink.deployment)
 pulumi.export("kubeconfig", platform.require_output("kubeconfig"))
 pulumi.export("bucketName", platform.require_output("bucketName"))
 pulumi.export("ecrRepositoryUrl", platform.require_output("ecrRepositoryUrl"))

@@ -1,4 +1,5 @@
-"""Artifact store: one S3 bucket (models/, data/, registry/) locked down and KMS-encrypted."""
+"""Artifact store: one S3 bucket (models/, data/, registry/, decisions/), locked down and
+KMS-encrypted."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from infra.components.iam_docs import deny_insecure_transport
 MODELS_PREFIX = "models/"
 DATA_PREFIX = "data/"
 REGISTRY_PREFIX = "registry/"
+DECISIONS_PREFIX = "decisions/"  # the decision log (approvals.experiments.sink)
 
 
 def artifact_bucket_name(environment: str, account_id: str, region: str) -> str:

@@ -1,9 +1,10 @@
 """The approvals platform of one environment: everything AWS, stood up by an administrator.
 
 Network, EKS (cluster admins from the stack file), ElastiCache, the artifact bucket, ECR, the
-service's IRSA role and, when a GitHub repository is configured, the release pipeline's deploy
-role and its in-VPC runner. No Kubernetes object is created here: the application stack
-(infra/application) owns those and reads this stack's outputs through a StackReference.
+IRSA roles of the service and of the decision sink and, when a GitHub repository is
+configured, the release pipeline's deploy role and its in-VPC runner. No Kubernetes object is
+created here: the application stack (infra/application) owns those and reads this stack's
+outputs through a StackReference.
 """
 
 import sys
@@ -27,6 +28,7 @@ from infra.components.image_registry import ImageRegistry, ImageRegistryArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.runner import Runner, RunnerArgs
 from infra.components.service_identity import ServiceIdentity, ServiceIdentityArgs
+from infra.components.sink_identity import SinkIdentity, SinkIdentityArgs
 from infra.settings import PlatformSettings, load_settings
 
 s = load_settings(PlatformSettings)
@@ -84,6 +86,18 @@ service = ServiceIdentity(
     ),
     opts,
 )
+sink = SinkIdentity(
+    f"approvals-{env}-sink",
+    SinkIdentityArgs(
+        namespace=s.namespace,
+        region=s.region,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
+        bucket_arn=store.bucket_arn,
+        artifact_key_arn=store.key_arn,
+    ),
+    opts,
+)
 if s.github is not None:
     deploy = DeployIdentity(
         f"approvals-{env}-deploy",
@@ -132,3 +146,4 @@ pulumi.export("redisUrl", feature_store.url)
 pulumi.export("redisAuthToken", feature_store.auth_token)
 pulumi.export("redisSecretArn", feature_store.secret_arn)
 pulumi.export("serviceRoleArn", service.role_arn)
+pulumi.export("sinkRoleArn", sink.role_arn)

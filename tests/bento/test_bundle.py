@@ -31,7 +31,9 @@ from tests.approvals.features.test_preload import BLOCKED_WITH_BENTOML, live, ru
 pytestmark = pytest.mark.slow
 # training, infra, tests, and the default dependency groups (checkov) `uv export` must drop
 TRAINING_ONLY = ("pulumi", "duckdb", "scikit-learn", "matplotlib", "pytest", "pandas", "moto")
-TRAINING_ONLY += ("checkov", "boto3")
+TRAINING_ONLY += ("checkov", "typer")
+# the decision sink runs from the image (python -m approvals.experiments.sink): Parquet to S3
+SINK = {"pyarrow", "boto3"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ def test_the_bento_requirements_are_serving_only(built: Built) -> None:
     assert {"bentoml", "lightgbm", "lleaves", "numpy", "redis", "grpcio", "pydantic"} <= names
     assert "python-json-logger" in names, "the service's JSON logs"
     assert not [n for n in names if n.startswith(TRAINING_ONLY)], sorted(names)
+    assert names >= SINK, "the sink extra: the image runs the decision sink"
+    assert not names & {"pandas", "duckdb", "typer"}, "the sink needs no DataFrame, SQL or CLI"
     assert "pip" not in names, "pip is for the Pulumi engine (infra extra), not the image"
     pinned = [ln for ln in lines if ln and not ln.startswith(("#", " ", "./", "-"))]
     assert all("==" in ln for ln in pinned), "every requirement pinned from uv.lock"

@@ -52,7 +52,9 @@ def test_every_kind_is_rendered(app: StackRun) -> None:
         [
             "Namespace",
             "ServiceAccount",
+            "ServiceAccount",
             "Secret",
+            "Deployment",
             "Deployment",
             "Deployment",
             "Service",
@@ -62,16 +64,17 @@ def test_every_kind_is_rendered(app: StackRun) -> None:
             "NetworkPolicy",
             "NetworkPolicy",
             "NetworkPolicy",
+            "NetworkPolicy",
             "Job",
         ]
-    ), f"{run.name}: the service's and the outcome consumer's objects"
+    ), f"{run.name}: the service's, the outcome consumer's and the decision sink's objects"
 
 
 def test_objects_match_the_cluster_schema(app: StackRun, rendered: Path) -> None:
     run = app
     version = _kubernetes_version(run.name)
     documents = list(yaml.safe_load_all((rendered / f"{run.name}.yaml").read_text()))
-    assert len(documents) == 13, "all objects rendered"
+    assert len(documents) == 16, "all objects rendered"
     for document in documents:
         try:
             kubernetes_validate.validate(document, version, strict=True)

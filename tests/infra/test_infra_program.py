@@ -24,6 +24,7 @@ COMPONENTS = {
     "ArtifactStore",
     "ImageRegistry",
     "ServiceIdentity",
+    "SinkIdentity",
 }
 EXPECTED = {  # stack: (zones, NAT gateways, Redis nodes, min pods, public endpoint)
     "dev": (2, 1, 1, 1, True),
@@ -470,9 +471,9 @@ def test_before_the_first_release_nothing_waits_on_an_image(app_runs: dict[str, 
         if r["type"].startswith("kubernetes:") and "kind" in r["inputs"]
     )
     assert kinds == sorted([
-        "Namespace", "ServiceAccount", "Secret", "Service", "Service",
+        "Namespace", "ServiceAccount", "ServiceAccount", "Secret", "Service", "Service",
         "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy",
-        "NetworkPolicy",
+        "NetworkPolicy", "NetworkPolicy",
     ]), "no Deployment and no Job: nothing can hang waiting for a missing image"  # fmt: skip
     for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         resource = next(r for r in first.resources if r["inputs"].get("kind") == kind)

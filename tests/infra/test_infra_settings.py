@@ -111,6 +111,8 @@ def test_environments_differ_as_data() -> None:
         ("application", ("outcomes", "replicas"), 0, "approvals:outcomes.replicas"),
         ("application", ("outcomes", "batch"), 5000, "approvals:outcomes.batch"),
         ("application", ("outcomes", "memoryLimit"), "lots", "approvals:outcomes.memoryLimit"),
+        ("application", ("decisions", "flushSeconds"), 0, "approvals:decisions.flushSeconds"),
+        ("application", ("decisions", "maxRows"), 10**9, "approvals:decisions.maxRows"),
         ("application", ("experiment", "mode"), "canary", "approvals:experiment.mode"),
         ("application", ("experiment", "holdoutShare"), 0.7, "approvals:experiment.holdoutShare"),
         ("application", ("experiment", "salt"), "a b", "approvals:experiment.salt"),

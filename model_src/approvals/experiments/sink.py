@@ -17,6 +17,9 @@ again and written again: the reader drops the duplicates by ``entry_id``. A fail
 Redis call is retried with backoff, holding the buffer; in ``once`` mode it ends the run.
 Metrics and probes are served as the outcome consumer serves them (``/metrics``, ``/livez``,
 ``/readyz``: :func:`approvals.features.consumer_telemetry.serve_http`).
+
+Run it as ``approvals decisions sink`` or, in the serving image (no typer, no pandas), as
+``python -m approvals.experiments.sink`` with the same flags (:func:`main`).
 """
 
 from __future__ import annotations
@@ -25,18 +28,24 @@ import contextlib
 import functools
 import logging
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from approvals.errors import UserError
 from approvals.experiments.sink_entries import FeatureNames, parse_entries
 from approvals.experiments.sink_files import Destination, plan_files
-from approvals.experiments.sink_settings import SinkSettings
+from approvals.experiments.sink_settings import SinkSettings, parse_command
 from approvals.experiments.sink_telemetry import SinkMetrics, SinkTotals
-from approvals.features.consumer_telemetry import ConsumerMetrics, Health, serve_http
+from approvals.features.consumer_telemetry import (
+    ConsumerMetrics,
+    Health,
+    configure_logging,
+    serve_http,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,7 +53,7 @@ if TYPE_CHECKING:
 
     from approvals.features.redis_settings import RedisSettings
 
-__all__ = ["DecisionSink", "SinkSettings", "SinkTotals", "serve"]
+__all__ = ["DecisionSink", "SinkSettings", "SinkTotals", "main", "serve"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -315,3 +324,43 @@ def serve(
         sink.conn.close()
         if server is not None:
             server.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m approvals.experiments.sink``: the flags of ``approvals decisions sink``,
+    JSON log lines on stdout; exit 0 when done (and after SIGTERM), 2 on a bad flag or setting,
+    a metrics port in use or, with ``--once``, the first failed call."""
+    from redis.exceptions import RedisError
+
+    from approvals.experiments.sink_files import open_destination
+
+    try:
+        command = parse_command(argv)
+    except UserError as exc:
+        _exit(str(exc))
+    try:
+        destination = open_destination(command.out)
+    except UserError as exc:
+        _exit(f"--out {exc}")
+    configure_logging(command.log_level)
+    try:
+        totals = serve(command.settings, command.store, destination, once=command.once)
+    except UserError as exc:
+        _exit(str(exc))
+    except RedisError as exc:  # with --once: the first failure ends the run
+        _exit(f"Redis at {command.store.url}: {type(exc).__name__}: {exc}")
+    except _transient() as exc:
+        _exit(f"--out {destination}: {type(exc).__name__}: {exc}")
+    print(
+        f"{totals.entries} entries: {totals.rows} rows in {totals.files} files, {totals.bad} "
+        f"bad (dead-lettered), {totals.unnamed_features} unnamed feature vectors"
+    )
+
+
+def _exit(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
