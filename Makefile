@@ -85,6 +85,10 @@ bench-adaptation: install redis-bin ## outages: routing with live outcomes vs fr
 bench-experiments: install ## experiment report vs the truth: 95% interval coverage, A/A false positives, sample-ratio checks over 50 simulated experiments (about 6 min; EXPERIMENTS_ARGS="--seeds 10")
 	$(RUN) python bench/experiments.py $(EXPERIMENTS_ARGS)
 
+.PHONY: bench-monitoring
+bench-monitoring: install ## monitor vs planted incidents: detection delay per scenario, false alerts on clean simulated months (about 8 min; MONITORING_ARGS="--seeds 1")
+	$(RUN) python bench/monitoring.py $(MONITORING_ARGS)
+
 .PHONY: profile
 profile: install redis-bin ## where a serving worker's CPU goes under Score load (py-spy, by stage; PROFILE_PROTOCOL=grpc|http PROFILE_RPS=300)
 	@test -f $(MODEL_DIR)/manifest.json || { echo "no model in $(MODEL_DIR): run make demo or set MODEL_DIR"; exit 2; }

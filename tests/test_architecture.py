@@ -26,7 +26,7 @@ LAYERS = (
     ("simulate", "features"),
     ("decisions",),
     ("model",),
-    ("evaluation", "registry", "serving", "experiments"),
+    ("evaluation", "registry", "serving", "experiments", "monitoring"),
     ("cli",),
 )
 

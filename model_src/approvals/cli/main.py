@@ -357,3 +357,7 @@ app.add_typer(experiment_app, name="experiment")
 from approvals.cli.decisions import app as decisions_app  # noqa: E402
 
 app.add_typer(decisions_app, name="decisions")
+
+from approvals.cli.monitor import app as monitor_app  # noqa: E402
+
+app.add_typer(monitor_app, name="monitor")

@@ -2,7 +2,9 @@
 
 A directory holding the booster (LightGBM text format), the stacked linear model, the
 calibrator, the feature spec, the feature state at the end of training, metrics, a manifest
-(versions, data fingerprint) and a short model card. It is written into a temporary directory
+(versions, data fingerprint), a short model card and, from packages trained with monitoring
+on, the training reference the monitor compares live traffic with (``reference.json``,
+optional: older packages load without it). It is written into a temporary directory
 beside the target and swapped in only when complete, so a failed write never replaces a good
 package.
 """
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
     from approvals.features.state import FeatureState
+    from approvals.model.reference import TrainingReference
 
 FORMAT_VERSION = 1
 FILES = ("booster.txt", "linear.json", "calibrator.json", "features.json", "manifest.json")
@@ -75,6 +78,15 @@ class ModelPackage:
             raise PackageError("package has no directory to load its feature state from")
         end = self.spec.state_end
         return FeatureState.load(self.path / "state", datetime.fromisoformat(end) if end else None)
+
+    def reference(self) -> TrainingReference | None:
+        """The training reference written with the package, or None when the package has none
+        (trained before ``reference.json`` existed, or never saved)."""
+        from approvals.model.reference import REFERENCE_FILE, TrainingReference
+
+        if self.path is None or not (self.path / REFERENCE_FILE).is_file():
+            return None
+        return TrainingReference.load(self.path / REFERENCE_FILE)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelPackage:

@@ -25,6 +25,7 @@ from approvals.decisions.costs import CostConfig, choose_threshold, load_costs
 from approvals.features.derive import FeatureSpec, categorical_values, feature_columns, fit_vocab
 from approvals.model import calibrate, metrics
 from approvals.model.package import FORMAT_VERSION, ModelPackage
+from approvals.model.reference import REFERENCE_FILE, TrainingReference, build_reference
 from approvals.model.stacking import LinearStack, fit_stack
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ class TrainResult:
     test_p: np.ndarray
     calib_p: np.ndarray
     calib: pd.DataFrame
+    reference: TrainingReference | None = None  # what approvals.monitoring compares with
 
 
 def build_spec(
@@ -228,9 +230,15 @@ def train(
     manifest["stacking"] = stacking
     manifest["decisions"] = retry_threshold_choice(data.iloc[splits.calib], p[splits.calib], costs)
     package = ModelPackage(booster, linear, calibrator, spec, manifest)
+    progress("training reference for monitoring (calibration + test splits)")
+    reference = build_reference(
+        data, x, spec.names, spec.categorical, p,
+        np.concatenate([splits.calib, splits.test]), splits.test,
+    )  # fmt: skip
     return TrainResult(
         package, data.iloc[state_rows], data.iloc[splits.test].reset_index(drop=True),
         p[splits.test], p[splits.calib], data.iloc[splits.calib].reset_index(drop=True),
+        reference,
     )  # fmt: skip
 
 
@@ -320,4 +328,6 @@ def save_result(result: TrainResult, out: Path) -> Path:
         "metrics.json": json.dumps(result.package.manifest["metrics"], indent=1),
         "MODEL_CARD.md": model_card(result.package.manifest),
     }
+    if result.reference is not None:
+        extras[REFERENCE_FILE] = result.reference.to_json()
     return save(result.package, out, state, extras)
