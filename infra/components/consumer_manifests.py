@@ -20,6 +20,7 @@ from infra.components.manifests import (
     object_meta,
     redis_env,
     resources,
+    worker_deployment,
 )
 
 METRICS_PORT = 9100  # /metrics, /livez, /readyz (APPROVALS_OUTCOMES_METRICS_PORT)
@@ -93,11 +94,6 @@ def _container(spec: ConsumerSpec) -> Object:
 
 def consumer_deployment(spec: ConsumerSpec) -> Object:
     """Deployment of ``replicas`` consumers of the group, hardened like the service's pods."""
-    annotations = {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(METRICS_PORT),
-        "prometheus.io/path": "/metrics",
-    }
     pod = {
         "serviceAccountName": spec.service.name,
         "automountServiceAccountToken": False,
@@ -116,24 +112,7 @@ def consumer_deployment(spec: ConsumerSpec) -> Object:
         # SIGTERM: the current batch is applied and acknowledged (seconds), then exit 0.
         "terminationGracePeriodSeconds": 30,
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(spec.service, spec.name, spec.labels),
-        "spec": {
-            "replicas": spec.replicas,
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": spec.labels},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-            },
-            "template": {
-                "metadata": {"labels": spec.labels, "annotations": annotations},
-                "spec": pod,
-            },
-        },
-    }
+    return worker_deployment(spec.service, spec.name, spec.labels, spec.replicas, pod, METRICS_PORT)
 
 
 def consumer_network_policy(spec: ConsumerSpec) -> Object:

@@ -160,6 +160,34 @@ def _env(spec: ServiceSpec) -> list[Object]:
     return [*redis_env(spec), *({"name": key, "value": value} for key, value in plain.items())]
 
 
+def worker_deployment(
+    service: ServiceSpec, name: str, labels: dict[str, str], replicas: int, pod: Object,
+    metrics_port: int,
+) -> Object:  # fmt: skip
+    """Deployment of a stream worker's ``replicas`` pods: scraped by Prometheus on
+    ``metrics_port``, rolled one new pod at a time with none unavailable."""
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(metrics_port),
+        "prometheus.io/path": "/metrics",
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(service, name, labels),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
+        },
+    }
+
+
 def http_probe(path: str, period: int, failures: int, port: str = "http") -> Object:
     """An HTTP GET probe of ``path`` on the named container ``port``."""
     return {

@@ -24,6 +24,7 @@ from infra.components.manifests import (
     object_meta,
     redis_env,
     resources,
+    worker_deployment,
 )
 from infra.components.sink_identity import SINK_ACCOUNT
 
@@ -118,11 +119,6 @@ def _container(spec: SinkSpec) -> Object:
 
 def sink_deployment(spec: SinkSpec) -> Object:
     """Deployment of ``replicas`` sinks of the group, hardened like the service's pods."""
-    annotations = {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(METRICS_PORT),
-        "prometheus.io/path": "/metrics",
-    }
     pod = {
         "serviceAccountName": spec.name,
         "automountServiceAccountToken": False,
@@ -133,24 +129,7 @@ def sink_deployment(spec: SinkSpec) -> Object:
         # SIGTERM: one last flush (a PutObject per kind and hour held), then exit 0.
         "terminationGracePeriodSeconds": 60,
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(spec.service, spec.name, spec.labels),
-        "spec": {
-            "replicas": spec.replicas,
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": spec.labels},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-            },
-            "template": {
-                "metadata": {"labels": spec.labels, "annotations": annotations},
-                "spec": pod,
-            },
-        },
-    }
+    return worker_deployment(spec.service, spec.name, spec.labels, spec.replicas, pod, METRICS_PORT)
 
 
 def sink_network_policy(spec: SinkSpec) -> Object:
