@@ -26,7 +26,7 @@ segment's true approval probability (``Simulation.truth``) fell by at least half
 drop, or a calibration alert where the model's answers are off the true probabilities by at
 least half the gap, is *confirmed by the truth* (a true incident, correctly raised), and so is
 a drift of the retry context (``prev_code``, ``attempt_number``: the retries of outage
-declines) in a window whose attempts the simulator's outages declined by ``NATURAL_SHARE``;
+declines) in a window whose attempts the simulator's outages declined by 3 %;
 the rest are false alerts.
 """
 
@@ -51,15 +51,10 @@ from approvals.model.train import TrainConfig, save_result, train
 from approvals.monitoring import simulated
 from approvals.monitoring.monitor import monitor_window, recompute_features, select_window
 from approvals.simulate import START, simulate
+from bench import monitoring_truth as truth
 
 CONFIG = TrainConfig(learning_rate=0.1, max_rounds=300, min_data_in_leaf=100, threads=2)
-NATURAL_SHARE = 0.03  # share of a segment's attempts the simulator's outages declined
-NATURAL_ROUTE = 0.15  # a route's natural outage this large in a window should alert
-ECE_MARGIN = 0.01  # an ECE alert is true when the answers' ECE against the truth is this near
-OWN_SHARE = 0.1  # a segment with this share of the incident's rows may be the incident's
-TRAFFIC_KINDS = ("approval_rate", "calibration")
-RETRY_COLUMNS = ("prev_code", "prev_class", "prev_outage", "attempt_number")
-RETRY_CONTEXT = {f"{kind}={name}" for kind in ("feature", "input") for name in RETRY_COLUMNS}
+TRAFFIC = truth.TRAFFIC_KINDS
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,7 @@ def _scenarios(month: pd.DataFrame, t0: datetime, seed: int) -> list[Scenario]:
         Scenario(
             f"issuer falls ({issuer}, 35% of approvals -> 05)", onset[0],
             lambda a: simulated.issuer_falls(a, issuer, onset[0], 0.35, seed),
-            lambda al: al["kind"] in TRAFFIC_KINDS and f"issuer_country={issuer}" in al["segment"],
+            lambda al: al["kind"] in TRAFFIC and f"issuer_country={issuer}" in al["segment"],
             f"issuer_country={issuer}",
         ),
         Scenario(
@@ -98,7 +93,7 @@ def _scenarios(month: pd.DataFrame, t0: datetime, seed: int) -> list[Scenario]:
         Scenario(
             f"route outage ({route}, 8 h, 80% declined 96)", onset[2],
             lambda a: simulated.route_outage(a, route, onset[2], 8.0, 0.8, seed),
-            lambda al: al["kind"] in TRAFFIC_KINDS and f"route_id={route}" in al["segment"],
+            lambda al: al["kind"] in TRAFFIC and f"route_id={route}" in al["segment"],
             f"route_id={route}",
         ),
         Scenario(
@@ -109,81 +104,6 @@ def _scenarios(month: pd.DataFrame, t0: datetime, seed: int) -> list[Scenario]:
                                                 seed),
         ),
     ]  # fmt: skip
-
-
-def _natural(month: pd.DataFrame, outages: pd.DataFrame) -> pd.Series:
-    """Per attempt, the severity of the simulator's outage it fell in (0 outside any)."""
-    t = month["event_time"]
-    hit = np.zeros(len(month))
-    for o in outages.to_dict("records"):
-        begin, end = (pd.Timestamp(o[k]).tz_convert(None) for k in ("start_time", "end_time"))
-        rows = ((t >= begin) & (t < end)).to_numpy().copy()
-        if not rows.any():
-            continue
-        if isinstance(o["route_id"], str):
-            rows &= (month["route_id"] == o["route_id"]).to_numpy()
-        if o["card_bins"] is not None and len(o["card_bins"]):
-            rows &= month["card_bin"].isin(list(o["card_bins"])).to_numpy()
-        hit[rows] = np.maximum(hit[rows], float(o["severity"]))
-    return pd.Series(hit, index=month["attempt_id"].to_numpy())
-
-
-def _rows_of(alert: dict, rows: pd.DataFrame) -> np.ndarray:
-    """The window's rows of the alert's segment (``column=value`` pairs the log has)."""
-    mask = np.ones(len(rows), dtype=bool)
-    for part in alert["segment"].split(","):
-        column, _, value = part.partition("=")
-        if column in rows.columns:
-            mask &= (rows[column].astype(str) == value).to_numpy()
-    return mask
-
-
-def _explained(alert: dict, rows: pd.DataFrame, natural: pd.Series, truth: pd.Series) -> bool:
-    """An alert the simulator's truth confirms: the segment's true approval probability fell
-    by at least half the alerted drop, or the model's answers are off the true probabilities
-    by at least half the calibration gap (for the ECE: their ECE against the true
-    probabilities is within 0.01 of the threshold); or a drift of the retry context (the retries of
-    outage declines) in a window whose attempts the simulator's outages hit."""
-    mine = _rows_of(alert, rows)
-    if alert["kind"] == "ece":  # the ECE of the answers against the true probabilities
-        model = rows["p_approve"].to_numpy()
-        answered = ~np.isnan(model)
-        true = truth.reindex(rows["attempt_id"][answered]).to_numpy()
-        bins = np.minimum((model[answered] * 10).astype(int), 9)
-        gap = np.abs(np.bincount(bins, model[answered] - true, 10)).sum() / answered.sum()
-        return float(gap) >= alert["threshold"] - ECE_MARGIN
-    if alert["segment"] in RETRY_CONTEXT:
-        exposure = natural.reindex(rows["attempt_id"]).fillna(0.0)
-        return float(exposure.mean()) >= NATURAL_SHARE
-    if alert["kind"] not in TRAFFIC_KINDS or not mine.any():
-        return False
-    true = truth.reindex(rows["attempt_id"][mine]).to_numpy()
-    if alert["kind"] == "approval_rate":
-        reference = float(rows.loc[mine, "approved"].astype(float).mean()) - alert["value"]
-        return float(np.mean(true)) - reference <= alert["value"] / 2
-    model = rows.loc[mine, "p_approve"].to_numpy()
-    answered = ~np.isnan(model)
-    return abs(float(np.mean(model[answered] - true[answered]))) >= alert["threshold"] / 2
-
-
-def _own(
-    alert: dict, scenario: Scenario, rows: pd.DataFrame, start: datetime, hours: float,
-    clean: set[tuple[str, str]],
-) -> bool:  # fmt: skip
-    """An alert of the incident, from the onset's window on: global, about its entity, or on
-    a segment holding the entity's rows that did not alert in the same window of the clean
-    log (``clean``: its alerts' kind and segment), such as a merchant whose cards the falling
-    issuer issued."""
-    if start + timedelta(hours=hours) <= scenario.onset:
-        return False
-    segment = alert["segment"]
-    if segment == "all" or segment.startswith(("feature=", "input=")) or scenario.entity in segment:
-        return True
-    column, _, value = scenario.entity.partition("=")
-    if (alert["kind"], segment) in clean or column not in rows.columns:
-        return False
-    theirs = _rows_of(alert, rows) & (rows[column].astype(str) == value).to_numpy()
-    return float(theirs.sum()) >= OWN_SHARE * float(_rows_of(alert, rows).sum())
 
 
 def _play(
@@ -219,7 +139,7 @@ def _monitor(
     """Monitor the log window by window; sort the alerts. ``world``: per attempt the severity
     of the simulator's outage it fell in, and its true approval probability; ``clean``: the
     clean log's alerts by window (None: this is the clean log)."""
-    natural, truth = world
+    natural, true_p = world
     out: dict = {"detected": None, "false": [], "explained": Counter(), "windows": 0,
                  "natural": [0, 0],
                  "alerts": {}}  # fmt: skip
@@ -241,27 +161,24 @@ def _monitor(
         for alert in report["alerts"]:
             if scenario.names(alert) and out["detected"] is None and end > scenario.onset:
                 out["detected"] = (k - int((scenario.onset - t0) // step), end - scenario.onset)
-            if _own(alert, scenario, rows, start, hours, (clean or {}).get(k, set())):
+            if truth.own(
+                alert,
+                scenario.onset,
+                scenario.entity,
+                rows,
+                start,
+                hours,
+                (clean or {}).get(k, set()),
+            ):
                 continue
-            if _explained(alert, rows, natural, truth):
+            if truth.confirmed(alert, rows, natural, true_p):
                 out["explained"][alert["kind"]] += 1
             else:
                 out["false"].append((start, alert))
         if scenario.name == "clean":
-            found, total = _natural_recall(rows, natural, report["alerts"])
+            found, total = truth.natural_recall(rows, natural, report["alerts"])
             out["natural"] = [out["natural"][0] + found, out["natural"][1] + total]
     return out
-
-
-def _natural_recall(rows: pd.DataFrame, natural: pd.Series, alerts: list[dict]) -> tuple[int, int]:
-    """Routes of the window whose attempts the simulator's outages declined by at least
-    ``NATURAL_ROUTE`` on average, and how many of them an alert named."""
-    exposure = natural.reindex(rows["attempt_id"]).fillna(0.0).to_numpy()
-    by_route = pd.DataFrame({"route": rows["route_id"], "e": exposure}).groupby("route")["e"]
-    hit = by_route.mean()[(by_route.mean() >= NATURAL_ROUTE) & (by_route.size() >= 30)]
-    named = {a["segment"] for a in alerts if a["kind"] in TRAFFIC_KINDS}
-    found = sum(any(f"route_id={r}" in s for s in named) for r in hit.index)
-    return found, len(hit)
 
 
 def run(payments: int, days: int, train_days: int, hours: float, seeds: list[int]) -> None:
@@ -278,7 +195,10 @@ def run(payments: int, days: int, train_days: int, hours: float, seeds: list[int
         month = validate_frame(month.reset_index(drop=True), labels=True)
         with tempfile.TemporaryDirectory() as tmp:
             package = ModelPackage.load(save_result(train(history, CONFIG), Path(tmp) / "m"))
-            world = (_natural(month, sim.outages), sim.truth.set_index("attempt_id")["p_approve"])
+            world = (
+                truth.natural(month, sim.outages),
+                sim.truth.set_index("attempt_id")["p_approve"],
+            )
             took = time.monotonic() - began
             print(f"seed {seed}: trained on {len(history):,} attempts, monitoring {len(month):,}"
                   f" in {hours:g} h windows ({took:.0f}s)", flush=True)  # fmt: skip
@@ -315,7 +235,7 @@ def _print(results: dict[str, list[dict]], seconds: float) -> None:
     windows = sum(r["windows"] for r in clean)
     print(
         f"\nclean months: {windows} windows; routes the simulator's own outages cut by "
-        f"{NATURAL_ROUTE:.0%}+ in a window: {found}/{total} alerted"
+        f"{truth.NATURAL_ROUTE:.0%}+ in a window: {found}/{total} alerted"
     )
     print(f"{seconds:.0f}s in all")
 
