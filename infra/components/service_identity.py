@@ -74,6 +74,21 @@ def read_policy(
     )
 
 
+def irsa_role(
+    name: str, subject: str, oidc_provider_arn: pulumi.Input[str], oidc_issuer: pulumi.Input[str],
+    policy: pulumi.Input[str], parent: pulumi.Resource,
+) -> aws.iam.Role:  # fmt: skip
+    """An IRSA role (``{name}-irsa``) that only the service account ``subject`` may assume,
+    with ``policy`` as its one inline policy."""
+    child = pulumi.ResourceOptions(parent=parent)
+    trust = pulumi.Output.all(oidc_provider_arn, oidc_issuer).apply(
+        lambda v: json.dumps(web_identity_trust(v[0], v[1], subject, "sts.amazonaws.com"))
+    )
+    role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
+    aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
+    return role
+
+
 class ServiceIdentity(pulumi.ComponentResource):
     """The IRSA role trusted by exactly the service's account in the service's namespace."""
 
@@ -83,15 +98,11 @@ class ServiceIdentity(pulumi.ComponentResource):
         self, name: str, args: ServiceIdentityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("approvals:infra:ServiceIdentity", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        subject = f"system:serviceaccount:{args.namespace}:{SERVICE_ACCOUNT}"
-        trust = pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
-            lambda v: json.dumps(web_identity_trust(v[0], v[1], subject, "sts.amazonaws.com"))
-        )
-        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
         policy = pulumi.Output.all(
             args.bucket_arn, args.artifact_key_arn, args.redis_secret_arn, args.redis_key_arn
         ).apply(lambda v: json.dumps(read_policy(v[0], v[1], v[2], v[3], args.region)))
-        aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
-        self.role_arn = role.arn
+        subject = f"system:serviceaccount:{args.namespace}:{SERVICE_ACCOUNT}"
+        self.role_arn = irsa_role(
+            name, subject, args.oidc_provider_arn, args.oidc_issuer, policy, self
+        ).arn
         self.register_outputs({"roleArn": self.role_arn})

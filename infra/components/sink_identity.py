@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 
 from infra.components.artifact_store import DECISIONS_PREFIX
-from infra.components.iam_docs import document, statement, web_identity_trust
+from infra.components.iam_docs import document, statement
+from infra.components.service_identity import irsa_role
 
 SINK_ACCOUNT = "approvals-sink"  # the decision sink's Kubernetes service account
 
@@ -71,15 +71,11 @@ class SinkIdentity(pulumi.ComponentResource):
         self, name: str, args: SinkIdentityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("approvals:infra:SinkIdentity", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        subject = f"system:serviceaccount:{args.namespace}:{SINK_ACCOUNT}"
-        trust = pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
-            lambda v: json.dumps(web_identity_trust(v[0], v[1], subject, "sts.amazonaws.com"))
-        )
-        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
         policy = pulumi.Output.all(args.bucket_arn, args.artifact_key_arn).apply(
             lambda v: json.dumps(sink_policy(v[0], v[1], args.region))
         )
-        aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
-        self.role_arn = role.arn
+        subject = f"system:serviceaccount:{args.namespace}:{SINK_ACCOUNT}"
+        self.role_arn = irsa_role(
+            name, subject, args.oidc_provider_arn, args.oidc_issuer, policy, self
+        ).arn
         self.register_outputs({"roleArn": self.role_arn})

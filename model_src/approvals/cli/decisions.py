@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,19 +19,12 @@ from approvals.errors import UserError
 if TYPE_CHECKING:
     from approvals.features.redis_settings import RedisSettings
 
-T = TypeVar("T")
-
 app = typer.Typer(
     help="The decision log: the service's decision stream written as hourly Parquet.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-OPTION_OF = {"url": "--redis-url", "prefix": "--prefix", "group": "--group",
-             "consumer": "--consumer", "max_rows": "--max-rows",
-             "flush_seconds": "--flush-seconds", "claim_idle_ms": "--claim-idle-ms",
-             "metrics_port": "--metrics-port"}  # fmt: skip
 
 
 @app.command()
@@ -69,14 +61,15 @@ def sink(
 
     from approvals.experiments.sink import SinkSettings, serve
     from approvals.experiments.sink_files import open_destination
+    from approvals.experiments.sink_settings import checked
 
-    store = _checked(lambda: _store(redis_url, prefix))
+    store = checked(lambda: _store(redis_url, prefix))
     given: dict[str, Any] = {
         "group": group, "consumer": consumer, "max_rows": max_rows,
         "flush_seconds": flush_seconds, "claim_idle_ms": claim_idle_ms,
         "metrics_port": metrics_port,
     }  # fmt: skip
-    settings = _checked(lambda: SinkSettings(**{k: v for k, v in given.items() if v is not None}))
+    settings = checked(lambda: SinkSettings(**{k: v for k, v in given.items() if v is not None}))
     try:
         destination = open_destination(out)
     except UserError as exc:
@@ -98,18 +91,6 @@ def _store(url: str, prefix: str) -> RedisSettings:
     from approvals.features.redis_settings import RedisSettings
 
     return RedisSettings(url=url, prefix=prefix)
-
-
-def _checked(build: Callable[[], T]) -> T:
-    """``build()``, a validation error turned into a :class:`UserError` naming the option."""
-    from pydantic import ValidationError
-
-    try:
-        return build()
-    except ValidationError as exc:
-        first = exc.errors(include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "options"
-        raise UserError(f"{OPTION_OF.get(where, where)}: {first['msg']}") from None
 
 
 def _log_to_stderr() -> None:

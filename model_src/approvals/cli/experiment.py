@@ -6,13 +6,12 @@ schema, naming the column; bad shares or times), 1 anything unexpected.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from approvals.errors import UserError
+from approvals.cli.options import iso_time
 
 app = typer.Typer(
     help="Experiments on live traffic: compare the arms of a decision log.",
@@ -54,22 +53,12 @@ def report(
     frame = read_log(log)
     result = experiment_report(
         frame, shares=parse_shares(shares) if shares is not None else None,
-        start=_time(start, "--start"), end=_time(end, "--end"),
+        start=iso_time(start, "--start"), end=iso_time(end, "--end"),
         pre=read_attempts(pre, labels=True) if pre is not None else None,
     )  # fmt: skip
     write_report(result, out)
     typer.echo(_summary(result))
     typer.echo(f"report -> {out}/report.json (+ uplift.png)")
-
-
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"{option}: '{text}' is not an ISO 8601 time") from None
-    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
 def _summary(result: dict[str, Any]) -> str:

@@ -8,16 +8,16 @@ the report is written first). With ``--fail-on-alert``, 4 when the run raised an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from approvals.cli.options import iso_time
 from approvals.errors import PackageError, UserError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 ALERTED = 4  # the exit code of a run that alerted, with --fail-on-alert
 
@@ -50,13 +50,14 @@ def monitor(
 ) -> None:
     """Feature, input and prediction drift (PSI), calibration and approval rates by issuer and
     route (tests adjusted over segments), training-serving skew of logged features."""
+    from approvals.experiments.log import read_log
     from approvals.model.package import ModelPackage
     from approvals.monitoring.export import push, write_outputs
     from approvals.monitoring.monitor import monitor_window, recompute_features, select_window
     from approvals.monitoring.settings import load_settings
 
     settings = load_settings(config)
-    since, until = _time(start, "--start"), _time(end, "--end")
+    since, until = iso_time(start, "--start"), iso_time(end, "--end")
     package = ModelPackage.load(model)
     reference = package.reference()
     if reference is None:
@@ -64,7 +65,7 @@ def monitor(
             f"--model {model}: the package has no training reference (reference.json): it was "
             "trained before monitoring existed; train it again to monitor it"
         )
-    frame = _read_log(log)
+    frame = read_log(log)  # a file, a folder, or the sink's layout (outcomes joined)
     rows = select_window(frame, since, until)
     if rows.empty:
         raise UserError(f"--log {log}: no decision in the window [{start or '-'}, {end or '-'})")
@@ -81,24 +82,6 @@ def monitor(
         typer.echo(f"metrics pushed to {push_gateway} (job {push_job})")
     if fail_on_alert and report["alerts"]:
         raise typer.Exit(ALERTED)
-
-
-def _read_log(path: Path) -> pd.DataFrame:
-    """A decision log file or directory, or the decision sink's layout (outcomes joined)."""
-    from approvals.experiments.log import read_log, validate_log
-    from approvals.experiments.sink_reader import is_sink_layout, read_sink
-
-    return validate_log(read_sink(path)) if is_sink_layout(path) else read_log(path)
-
-
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"{option}: '{text}' is not an ISO 8601 time") from None
-    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
 def _summary(report: dict[str, Any]) -> str:

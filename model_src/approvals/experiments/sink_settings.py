@@ -22,7 +22,7 @@ from approvals.errors import UserError
 if TYPE_CHECKING:
     from approvals.features.redis_settings import RedisSettings
 
-__all__ = ["SinkCommand", "SinkSettings", "parse_command"]
+__all__ = ["SinkCommand", "SinkSettings", "checked", "parse_command"]
 
 T = TypeVar("T")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -127,10 +127,10 @@ def parse_command(argv: Sequence[str] | None = None) -> SinkCommand:
         SystemExit: argparse's exit 2 on an unknown or malformed flag (0 for ``--help``).
     """
     args = vars(_parser().parse_args(argv))
-    store = _checked(lambda: _store(args.pop("redis_url"), args.pop("prefix")))
+    store = checked(lambda: _store(args.pop("redis_url"), args.pop("prefix")))
     out, once, log_level = args.pop("out"), args.pop("once"), args.pop("log_level")
     given = {key: value for key, value in args.items() if value is not None}
-    return SinkCommand(_checked(lambda: SinkSettings(**given)), store, out, once, log_level)
+    return SinkCommand(checked(lambda: SinkSettings(**given)), store, out, once, log_level)
 
 
 def _store(url: str | None, prefix: str | None) -> RedisSettings:
@@ -140,8 +140,9 @@ def _store(url: str | None, prefix: str | None) -> RedisSettings:
     return RedisSettings(**{key: value for key, value in given.items() if value is not None})
 
 
-def _checked(build: Callable[[], T]) -> T:
-    """``build()``, a validation error turned into a :class:`UserError` naming the flag."""
+def checked(build: Callable[[], T]) -> T:
+    """``build()``, a validation error turned into a :class:`UserError` naming the flag
+    (``--redis-url``, ``--max-rows``...: the CLI's and the module entry point's alike)."""
     try:
         return build()
     except ValidationError as exc:
